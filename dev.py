@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""One entry point for people and CI: sets up `.venv` on first use, then runs a task.
+
+    python3 dev.py demo [ARGS]   run the demo (embedded NATS + DTS simulator + watcher)
+    python3 dev.py test [ARGS]   lint, type-check and run the whole test suite
+    python3 dev.py lint          ruff check, ruff format --check, mypy
+    python3 dev.py bench [ARGS]  the benchmark runner
+    python3 dev.py run ARGS      any dts-watcher command, inside the project's venv
+
+Only the standard library is used here, so a fresh machine needs nothing but Python 3.11+.
+The venv is reinstalled when pyproject.toml changes (a stamp file records its hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".dts-watcher-installed"
+
+
+def _ensure_venv() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"dts-watcher needs Python 3.11 or newer, this is {sys.version.split()[0]}")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted and PY.exists():
+        return
+    if not PY.exists():
+        print(f"dev.py: creating {VENV}", file=sys.stderr)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("dev.py: installing dts-watcher with its dev extra (first run only)", file=sys.stderr)
+    quiet = ["--quiet", "--disable-pip-version-check"]
+    subprocess.run([str(PY), "-m", "pip", "install", *quiet, "--upgrade", "pip"], check=True)
+    subprocess.run([str(PY), "-m", "pip", "install", *quiet, "-e", f"{ROOT}[dev]"], check=True)
+    STAMP.write_text(wanted)
+
+
+def _run(*args: str) -> int:
+    env = dict(os.environ)
+    # Put the venv first on PATH so `nats-server` and `dts-watcher` resolve to ours.
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(VENV)
+    return subprocess.run(list(args), cwd=ROOT, env=env).returncode
+
+
+def lint() -> int:
+    for cmd in (
+        [str(PY), "-m", "ruff", "check", "."],
+        [str(PY), "-m", "ruff", "format", "--check", "."],
+        [str(PY), "-m", "mypy"],
+    ):
+        code = _run(*cmd)
+        if code:
+            return code
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(__doc__)
+        return 0
+    task, rest = argv[0], argv[1:]
+    _ensure_venv()
+    if task == "demo":
+        return _run(str(PY), "-m", "watcher", "demo", *rest)
+    if task == "test":
+        return lint() or _run(str(PY), "-m", "pytest", *rest)
+    if task == "lint":
+        return lint()
+    if task == "bench":
+        return _run(str(PY), "-m", "benchmarks", *rest)
+    if task == "run":
+        return _run(str(PY), "-m", "watcher", *rest)
+    print(f"dev.py: unknown task {task!r}\n{__doc__}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,270 @@
+"""The normalized state of every DTS job at one instant.
+
+Everything downstream (detection, events, the store) works on these types, never on raw
+API payloads: `watcher.dts.models` is the only place that knows what DTS actually sends.
+
+What identifies a job: a two-way synchronization instance has one `SynchronizationJobId`
+and two jobs, one per `SynchronizationDirection` (Forward and Reverse), each with its own
+status and delay. Job ids are unique per region, so a job is keyed by
+(region, job id, direction).
+
+The types are frozen dataclasses with slots: cheap to build by the ten thousand, hashable
+where it matters, and comparable with `==` so detection can skip unchanged jobs quickly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+# Statuses as DTS spells them (including its own "Initializating"). Any other value a
+# response carries is kept verbatim: an unknown status is information, not an error.
+NOT_STARTED = "NotStarted"
+PRECHECKING = "Prechecking"
+PRECHECK_FAILED = "PrecheckFailed"
+INITIALIZING = "Initializating"
+INITIALIZE_FAILED = "InitializeFailed"
+SYNCHRONIZING = "Synchronizing"
+FAILED = "Failed"
+SUSPENDING = "Suspending"
+MODIFYING = "Modifying"
+FINISHED = "Finished"
+
+KNOWN_STATUSES = (
+    NOT_STARTED,
+    PRECHECKING,
+    PRECHECK_FAILED,
+    INITIALIZING,
+    INITIALIZE_FAILED,
+    SYNCHRONIZING,
+    FAILED,
+    SUSPENDING,
+    MODIFYING,
+    FINISHED,
+)
+_STATUS_BY_LOWER = {s.lower(): s for s in KNOWN_STATUSES}
+# Spellings seen in the wild or easy to expect, mapped onto DTS's own.
+_STATUS_BY_LOWER.update({"initializing": INITIALIZING, "suspended": SUSPENDING})
+
+
+def normalize_status(raw: str | None) -> str:
+    """DTS's spelling of a status, whatever letter case it came in; unknown kept as is."""
+    if raw is None:
+        return "Unknown"
+    text = raw.strip()
+    if not text:
+        return "Unknown"
+    return _STATUS_BY_LOWER.get(text.lower().replace("_", "").replace(" ", ""), text)
+
+
+class JobKey(NamedTuple):
+    region: str
+    job_id: str
+    direction: str
+
+    def __str__(self) -> str:
+        return f"{self.region}/{self.job_id}/{self.direction}"
+
+    @classmethod
+    def parse(cls, text: str) -> JobKey:
+        region, job_id, direction = text.split("/", 2)
+        return cls(region, job_id, direction)
+
+
+@dataclass(frozen=True, slots=True)
+class PrecheckItem:
+    item_name: str
+    status: str  # "Success", "Failed", or whatever DTS said
+    error_message: str | None = None
+    repair_method: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status.lower() == "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Precheck:
+    status: str | None
+    percent: float | None
+    items: tuple[PrecheckItem, ...] = ()
+
+    @property
+    def failed_items(self) -> tuple[PrecheckItem, ...]:
+        return tuple(item for item in self.items if item.failed)
+
+
+@dataclass(frozen=True, slots=True)
+class InitStage:
+    """Schema ("structure") or full-data initialization."""
+
+    status: str | None  # NotStarted, Migrating, Failed, Finished (as DTS sends them)
+    percent: float | None = None
+    progress: int | None = None
+    error_message: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return (self.status or "").lower() == "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    instance_id: str | None = None
+    instance_type: str | None = None
+    engine_name: str | None = None
+    ip: str | None = None
+    port: int | None = None
+    user_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncObject:
+    schema_name: str | None
+    new_schema_name: str | None = None
+    table_includes: tuple[str, ...] = ()
+    table_excludes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    region: str
+    job_id: str
+    direction: str
+    job_name: str
+    status: str
+    error_message: str | None = None
+    delay_seconds: int | None = None
+    pay_type: str | None = None
+    job_class: str | None = None
+    structure_initialization: bool | None = None
+    data_initialization: bool | None = None
+    precheck: Precheck | None = None
+    structure_init: InitStage | None = None
+    data_init: InitStage | None = None
+    source: Endpoint | None = None
+    destination: Endpoint | None = None
+    rps: float | None = None
+    flow_mbps: float | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    objects: tuple[SyncObject, ...] = ()
+    create_time: datetime | None = None
+    job_create_time: datetime | None = None
+    instance_create_time: datetime | None = None
+    expire_time: datetime | None = None
+
+    @property
+    def key(self) -> JobKey:
+        return JobKey(self.region, self.job_id, self.direction)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, stable keys; used by `snapshot`, events and the store."""
+        out = asdict(self)
+        out["tags"] = {k: v for k, v in self.tags}
+        for name in ("create_time", "job_create_time", "instance_create_time", "expire_time"):
+            value = getattr(self, name)
+            out[name] = value.isoformat().replace("+00:00", "Z") if value else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobState:
+        """Inverse of `to_dict` (the store reads jobs back with it)."""
+        d = dict(data)
+        for name in ("create_time", "job_create_time", "instance_create_time", "expire_time"):
+            d[name] = datetime.fromisoformat(d[name]) if d.get(name) else None
+        if d.get("precheck") is not None:
+            p = d["precheck"]
+            d["precheck"] = Precheck(
+                status=p.get("status"),
+                percent=p.get("percent"),
+                items=tuple(PrecheckItem(**item) for item in p.get("items", ())),
+            )
+        for name in ("structure_init", "data_init"):
+            if d.get(name) is not None:
+                d[name] = InitStage(**d[name])
+        for name in ("source", "destination"):
+            if d.get(name) is not None:
+                d[name] = Endpoint(**d[name])
+        d["tags"] = tuple(sorted((d.get("tags") or {}).items()))
+        d["objects"] = tuple(
+            SyncObject(
+                schema_name=o.get("schema_name"),
+                new_schema_name=o.get("new_schema_name"),
+                table_includes=tuple(o.get("table_includes", ())),
+                table_excludes=tuple(o.get("table_excludes", ())),
+            )
+            for o in d.get("objects") or ()
+        )
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class RegionOutcome:
+    """How reading one region went. `error` is None exactly when the region is complete."""
+
+    region: str
+    error: str | None = None  # short reason, e.g. "Throttling.User: ..." or "listing drift"
+    error_code: str | None = None
+    pages: int = 0
+    requests: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """All jobs seen in one fetch, keyed by `JobKey`, plus how each region went.
+
+    Jobs of an incomplete region are whatever was read before the failure and must not be
+    trusted for absence: only `complete_regions` can prove a job is gone.
+    """
+
+    jobs: Mapping[JobKey, JobState]
+    regions: Mapping[str, RegionOutcome] = field(default_factory=dict)
+    taken_at: datetime | None = None
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.regions) and all(r.complete for r in self.regions.values())
+
+    @property
+    def complete_regions(self) -> frozenset[str]:
+        return frozenset(name for name, r in self.regions.items() if r.complete)
+
+    @property
+    def incomplete_reasons(self) -> dict[str, str]:
+        return {name: r.error for name, r in self.regions.items() if r.error is not None}
+
+    def __iter__(self) -> Iterator[JobState]:
+        return iter(self.jobs.values())
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    @classmethod
+    def of(
+        cls,
+        jobs: Iterable[JobState],
+        regions: Iterable[RegionOutcome] = (),
+        taken_at: datetime | None = None,
+    ) -> Snapshot:
+        return cls(
+            jobs={job.key: job for job in jobs},
+            regions={r.region: r for r in regions},
+            taken_at=taken_at,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "complete": self.complete,
+            "taken_at": self.taken_at.isoformat().replace("+00:00", "Z") if self.taken_at else None,
+            "regions": {
+                name: {"complete": r.complete, "error": r.error, "pages": r.pages}
+                for name, r in sorted(self.regions.items())
+            },
+            "jobs": [job.to_dict() for _, job in sorted(self.jobs.items())],
+        }

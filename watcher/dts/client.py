@@ -1,0 +1,441 @@
+"""The DTS OpenAPI client: every page of every region, signed, paced and retried.
+
+One `fetch()` returns a `Snapshot` whose per-region outcomes say, honestly, whether each
+region was read completely. The rest of the watcher relies on that flag to never mistake
+a failed page for jobs that vanished, so the rules here are strict:
+
+- A region is complete only if every page was read, every page agreed on
+  TotalRecordCount, the records read add up to it, and no job appeared twice. Anything
+  else is "listing drift" (jobs created or deleted while we paged): the region is re-read
+  a few times, then reported incomplete.
+- Transient failures (Throttling.*, 5xx, timeouts, connection errors, a body that is not
+  the expected JSON) are retried with exponential backoff and full jitter, honouring
+  `x-acs-retry-after` (milliseconds). Every try is freshly signed (new nonce and date).
+- InvalidSecurityToken.Expired makes the credentials provider re-read its source, once.
+- Other 4xx (bad signature, unknown key, no permission) fail fast: retrying cannot help.
+  The error carries the API's Code, Message and RequestId.
+- Requests per region are paced by a rate limiter well under DTS's documented 20 per
+  second per account per region; regions are read concurrently, bounded.
+
+I/O goes through an injectable httpx transport, and time through injectable `sleep`,
+`now` and `random` functions, so every path is testable without a network or real waits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import httpx
+
+from watcher.dts import signing
+from watcher.dts.credentials import CredentialsProvider
+from watcher.dts.models import ApiError, PageParse, parse_page
+from watcher.logs import get_logger
+from watcher.settings import DtsSettings
+from watcher.snapshot import JobKey, JobState, RegionOutcome, Snapshot
+
+ACTION = "DescribeSynchronizationJobs"
+# Regions DTS serves from the central endpoint rather than dts.<region>.aliyuncs.com
+# (per Alibaba's "Request syntax" page for DTS).
+CENTRAL_ENDPOINT = "dts.aliyuncs.com"
+CENTRAL_REGIONS = frozenset(
+    {"cn-wulanchabu", "cn-chengdu", "cn-beijing-finance-1", "cn-hangzhou-finance"}
+)
+_MAX_PAGES = 10_000  # 300,000 jobs in one region: past this, something is wrong
+_MAX_RETRY_AFTER = 60.0
+
+log = get_logger("watcher.dts")
+
+
+def endpoint_host(region: str) -> str:
+    if region in CENTRAL_REGIONS:
+        return CENTRAL_ENDPOINT
+    return f"dts.{region}.aliyuncs.com"
+
+
+class DtsError(Exception):
+    """A DTS call that failed for good. Safe to log: no credentials inside."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        region: str,
+        status: int | None = None,
+        request_id: str | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        self.code = code
+        self.retry_after = retry_after
+        self.region = region
+        self.status = status
+        self.request_id = request_id
+        self.retryable = retryable
+        self.api_message = message
+        detail = f"{code}: {message}"
+        if status is not None:
+            detail += f" (HTTP {status}"
+            detail += f", RequestId {request_id})" if request_id else ")"
+        super().__init__(f"DTS {region}: {detail}")
+
+
+class ListingDrift(Exception):
+    """The listing moved under us while paging; the reason says how."""
+
+
+@dataclass
+class ClientStats:
+    """Counters since the client was created (metrics and logs read them)."""
+
+    requests: Counter[tuple[str, str]] = field(default_factory=Counter)  # (region, outcome)
+    retries: Counter[str] = field(default_factory=Counter)  # by region
+    pages: Counter[str] = field(default_factory=Counter)  # by region
+    skipped_records: Counter[str] = field(default_factory=Counter)  # records without an id
+
+
+class RateLimiter:
+    """Spaces request starts at least 1/rate seconds apart (a token bucket of size 1)."""
+
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+        self._lock = anyio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        if start > now:
+            await self._sleep(start - now)
+
+
+class DtsClient:
+    def __init__(
+        self,
+        settings: DtsSettings,
+        credentials: CredentialsProvider,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.stats = ClientStats()
+        self._credentials = credentials
+        self._sleep = sleep
+        self._now = now
+        self._clock = clock
+        self._rand = rand
+        self._limiters = {
+            region: RateLimiter(settings.rate_limit, clock, sleep) for region in settings.regions
+        }
+        limits = httpx.Limits(
+            max_connections=settings.max_concurrent_regions * settings.max_concurrent_pages,
+            max_keepalive_connections=settings.max_concurrent_regions
+            * settings.max_concurrent_pages,
+        )
+        self._http = httpx.AsyncClient(
+            transport=transport, timeout=settings.timeout, limits=limits, trust_env=False
+        )
+
+    async def __aenter__(self) -> DtsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- one cycle ------------------------------------------------------------------------
+
+    async def fetch(self) -> Snapshot:
+        """Read every configured region; never raises for DTS or network faults."""
+        taken_at = self._now()
+        results: dict[str, tuple[list[JobState], RegionOutcome]] = {}
+        gate = anyio.Semaphore(self.settings.max_concurrent_regions)
+
+        async def one(region: str) -> None:
+            async with gate:
+                results[region] = await self.fetch_region(region)
+
+        async with anyio.create_task_group() as tg:
+            for region in self.settings.regions:
+                tg.start_soon(one, region)
+        jobs = [job for region in self.settings.regions for job in results[region][0]]
+        return Snapshot.of(jobs, (results[r][1] for r in self.settings.regions), taken_at)
+
+    async def fetch_region(self, region: str) -> tuple[list[JobState], RegionOutcome]:
+        """All jobs of one region and how the read went (never raises for DTS faults)."""
+        requests_before = sum(n for (r, _), n in self.stats.requests.items() if r == region)
+        pages = 0
+        error: str | None = None
+        code: str | None = None
+        jobs: list[JobState] = []
+        for attempt in range(self.settings.drift_rereads + 1):
+            try:
+                jobs, pages = await self._read_listing(region)
+                error = code = None
+                break
+            except ListingDrift as drift:
+                error, code = f"listing changed while reading: {drift}", "ListingDrift"
+                log.warning("dts.listing_drift", region=region, attempt=attempt + 1, why=str(drift))
+            except DtsError as exc:
+                error, code = str(exc), exc.code
+                log.error(
+                    "dts.region_failed",
+                    region=region,
+                    code=exc.code,
+                    message=exc.api_message,
+                    request_id=exc.request_id,
+                    http_status=exc.status,
+                )
+                break
+        requests = sum(n for (r, _), n in self.stats.requests.items() if r == region)
+        outcome = RegionOutcome(
+            region=region,
+            error=error,
+            error_code=code,
+            pages=pages,
+            requests=requests - requests_before,
+        )
+        return (jobs if error is None else []), outcome
+
+    async def _read_listing(self, region: str) -> tuple[list[JobState], int]:
+        size = self.settings.page_size
+        first = await self._page(region, 1)
+        total = first.total_record_count
+        if total is None or total < 0:
+            raise DtsError(
+                "response has no TotalRecordCount", code="MalformedResponse", region=region
+            )
+        page_count = max(1, math.ceil(total / size))
+        if page_count > _MAX_PAGES:
+            raise DtsError(
+                f"TotalRecordCount {total} is implausible", code="MalformedResponse", region=region
+            )
+        pages: dict[int, PageParse] = {1: first}
+        if page_count > 1:
+            gate = anyio.Semaphore(self.settings.max_concurrent_pages)
+
+            async def one(number: int) -> None:
+                async with gate:
+                    pages[number] = await self._page(region, number)
+
+            async with anyio.create_task_group() as tg:
+                for number in range(2, page_count + 1):
+                    tg.start_soon(one, number)
+        return _assemble(pages, total, size), page_count
+
+    # -- one page, with retries ----------------------------------------------------------
+
+    async def _page(self, region: str, number: int) -> PageParse:
+        params = self._params(region, number)
+        body = await self._call(region, params)
+        try:
+            parsed = parse_page(body, region)
+        except Exception as exc:  # a model bug must not take the cycle down
+            raise DtsError(
+                f"response could not be interpreted: {type(exc).__name__}",
+                code="MalformedResponse",
+                region=region,
+            ) from exc
+        self.stats.pages[region] += 1
+        if parsed.skipped:
+            self.stats.skipped_records[region] += parsed.skipped
+            log.warning("dts.records_skipped", region=region, page=number, count=parsed.skipped)
+        return parsed
+
+    def _params(self, region: str, number: int) -> dict[str, str]:
+        s = self.settings
+        params = {"RegionId": region, "PageSize": str(s.page_size), "PageNum": str(number)}
+        if s.job_name:
+            params["SynchronizationJobName"] = s.job_name
+        if s.resource_group_id:
+            params["ResourceGroupId"] = s.resource_group_id
+        for index, (key, value) in enumerate(sorted(s.tags.items()), start=1):
+            params[f"Tag.{index}.Key"] = key
+            params[f"Tag.{index}.Value"] = value
+        return params
+
+    async def _call(self, region: str, params: dict[str, str]) -> dict[str, Any]:
+        attempts = self.settings.max_attempts
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._send(region, params)
+            except DtsError as exc:
+                if exc.code == "InvalidSecurityToken.Expired" and not refreshed:
+                    refreshed = True
+                    log.warning("dts.token_expired", region=region, request_id=exc.request_id)
+                    await self._credentials.refresh()
+                    attempt -= 1  # a refresh is not a failed try
+                    continue
+                if not exc.retryable or attempt >= attempts:
+                    raise
+                wait = self._backoff(attempt, exc.retry_after)
+                self.stats.retries[region] += 1
+                log.warning(
+                    "dts.retry",
+                    region=region,
+                    page=params.get("PageNum"),
+                    attempt=attempt,
+                    code=exc.code,
+                    request_id=exc.request_id,
+                    wait_seconds=round(wait, 3),
+                )
+                await self._sleep(wait)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, _MAX_RETRY_AFTER)
+        growth: float = self.settings.backoff_initial * 2.0 ** (attempt - 1)
+        ceiling = min(self.settings.backoff_max, growth)
+        return self._rand() * ceiling
+
+    async def _send(self, region: str, params: dict[str, str]) -> dict[str, Any]:
+        await self._limiters[region].acquire()
+        credentials = await self._credentials.get()
+        scheme, host = self._endpoint(region)
+        request = signing.sign_request(
+            method="GET",
+            host=host,
+            scheme=scheme,
+            action=ACTION,
+            params=params,
+            access_key_id=credentials.access_key_id,
+            access_key_secret=credentials.access_key_secret.get_secret_value(),
+            security_token=(
+                credentials.security_token.get_secret_value()
+                if credentials.security_token
+                else None
+            ),
+            now=self._now(),
+            nonce=uuid.uuid4().hex,
+        )
+        try:
+            response = await self._http.request(
+                request.method, request.url, headers=request.headers
+            )
+        except httpx.TimeoutException as exc:
+            self.stats.requests[(region, "Timeout")] += 1
+            raise DtsError(
+                f"no answer within {self.settings.timeout:g}s ({type(exc).__name__})",
+                code="Timeout",
+                region=region,
+                retryable=True,
+            ) from None
+        except httpx.TransportError as exc:
+            self.stats.requests[(region, "ConnectionError")] += 1
+            raise DtsError(
+                f"{type(exc).__name__}: {exc}",
+                code="ConnectionError",
+                region=region,
+                retryable=True,
+            ) from None
+        return self._decode(region, response)
+
+    def _endpoint(self, region: str) -> tuple[str, str]:
+        if self.settings.endpoint:
+            scheme, _, host = self.settings.endpoint.partition("://")
+            return scheme, host
+        return "https", endpoint_host(region)
+
+    def _decode(self, region: str, response: httpx.Response) -> dict[str, Any]:
+        request_id = response.headers.get("x-acs-request-id")
+        try:
+            body = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if response.is_success:
+            if not isinstance(body, dict):
+                self.stats.requests[(region, "MalformedResponse")] += 1
+                raise DtsError(
+                    f"body is not a JSON object ({_preview(response)})",
+                    code="MalformedResponse",
+                    region=region,
+                    status=response.status_code,
+                    request_id=request_id,
+                    retryable=True,
+                )
+            self.stats.requests[(region, "OK")] += 1
+            return body
+        error = ApiError.model_validate(body if isinstance(body, dict) else {})
+        code = error.code or f"HTTP{response.status_code}"
+        self.stats.requests[(region, code)] += 1
+        retryable = (
+            response.status_code >= 500
+            or code.startswith("Throttling")
+            or code in {"ServiceUnavailable", "SignatureNonceUsed"}
+        )
+        raise DtsError(
+            error.message or _preview(response),
+            code=code,
+            region=region,
+            status=response.status_code,
+            request_id=error.request_id or request_id,
+            retryable=retryable,
+            retry_after=_retry_after(response),
+        )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """`x-acs-retry-after` is in milliseconds (as Alibaba's SDKs read it)."""
+    raw = response.headers.get("x-acs-retry-after")
+    try:
+        millis = int(raw) if raw is not None else 0
+    except ValueError:
+        return None
+    return millis / 1000 if millis > 0 else None
+
+
+def _preview(response: httpx.Response) -> str:
+    kind = response.headers.get("content-type", "no content type")
+    return f"HTTP {response.status_code}, {kind}, {len(response.content)} bytes"
+
+
+def _assemble(pages: dict[int, PageParse], total: int, size: int) -> list[JobState]:
+    """Join pages into one listing, or raise ListingDrift if they do not add up."""
+    totals = {p.total_record_count for p in pages.values()}
+    if len(totals) > 1:
+        raise ListingDrift(f"TotalRecordCount moved between pages: {sorted(totals, key=str)}")
+    records = sum(p.raw_count for p in pages.values())
+    if records != total:
+        raise ListingDrift(f"read {records} records, TotalRecordCount says {total}")
+    for number, page in pages.items():
+        expected = min(size, total - (number - 1) * size)
+        if page.raw_count != expected:
+            raise ListingDrift(f"page {number} had {page.raw_count} records, expected {expected}")
+    seen: set[JobKey] = set()
+    jobs: list[JobState] = []
+    for number in sorted(pages):
+        for job in pages[number].jobs:
+            if job.key in seen:
+                raise ListingDrift(f"job {job.key} appeared twice")
+            seen.add(job.key)
+            jobs.append(job)
+    return jobs

@@ -1,0 +1,241 @@
+"""The watcher's memory on disk: baseline, rule memory and outbox, in one SQLite file.
+
+Why one file and one transaction per cycle: the events a cycle produces and the state
+that produced them must be saved together (a transactional outbox). If the process dies
+before the commit, the next run sees the old baseline and detects the same changes again;
+if it dies after, the events wait in the outbox and are published on the next start.
+Either way nothing is lost, and JetStream's duplicate window (the event id is the
+Nats-Msg-Id) absorbs a re-publish of an event whose ack we never saw.
+
+Layout (schema version 1):
+    meta(key, value)                 schema_version, cycle, taken_at, writer
+    jobs(key, state, memory)         the baseline: last known state + rule memory per job
+    outbox(seq, id, subject, payload) events not yet acknowledged by JetStream, in order
+
+Only what changed is written: the store remembers what it last loaded or committed and
+compares by identity first (unchanged jobs are the very same objects), then by value.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from watcher import __version__
+from watcher.detect import Detection, JobMemory, Memory
+from watcher.events import Event
+from watcher.snapshot import JobKey, JobState, Snapshot
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, state TEXT NOT NULL, memory TEXT);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+"""
+RECOVERY = (
+    "to start afresh, move the file aside (every job will then be announced as discovered "
+    "again, and events still in its outbox are lost), or restore it from a backup"
+)
+
+
+class StateError(Exception):
+    """The state file cannot be used; the message says why and how to recover."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    seq: int
+    id: str
+    subject: str
+    payload: bytes
+
+
+class Store:
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self.path = path
+        self._db = connection
+        self._lock = threading.Lock()  # calls may come from worker threads, one at a time
+        self._jobs: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
+        self._cycle = 0
+        self._loaded = False
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            version = _schema_version(db)
+            if version is None:
+                with _transaction(db):
+                    db.executescript(_SCHEMA.replace("\n", " "))
+                    db.execute(
+                        "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    )
+        except (sqlite3.DatabaseError, _NotOurs) as exc:
+            raise StateError(f"state file {path} is unreadable ({exc}); {RECOVERY}") from None
+        if version is not None and version > SCHEMA_VERSION:
+            db.close()
+            raise StateError(
+                f"state file {path} was written by a newer dts-watcher (schema {version}, "
+                f"this is {__version__} with schema {SCHEMA_VERSION}); upgrade, or {RECOVERY}"
+            )
+        if version is not None and version < SCHEMA_VERSION:
+            db.close()
+            raise StateError(
+                f"state file {path} has the old schema {version} and no migration exists; "
+                f"{RECOVERY}"
+            )
+        return cls(db, path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- baseline and memory ---------------------------------------------------------------
+
+    def load(self) -> tuple[Snapshot, Memory]:
+        """The baseline and rule memory as last committed (empty on a fresh file)."""
+        with self._lock:
+            try:
+                rows = self._db.execute("SELECT key, state, memory FROM jobs").fetchall()
+                meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+                jobs: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
+                for key, state, memory in rows:
+                    job = JobState.from_dict(json.loads(state))
+                    mem = JobMemory.from_dict(json.loads(memory)) if memory else None
+                    jobs[JobKey.parse(key)] = (job, mem)
+            except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
+                raise StateError(
+                    f"state file {self.path} holds unreadable data ({type(exc).__name__}: "
+                    f"{exc}); {RECOVERY}"
+                ) from None
+            self._jobs = jobs
+            self._cycle = int(meta.get("cycle", 0))
+            self._loaded = True
+        baseline = Snapshot(jobs={k: j for k, (j, _) in jobs.items()})
+        memory = Memory(cycle=self._cycle, jobs={k: m for k, (_, m) in jobs.items() if m})
+        return baseline, memory
+
+    def commit(self, detection: Detection, subject_prefix: str) -> None:
+        """Save the new baseline, memory and the cycle's events in one transaction."""
+        if not self._loaded:
+            self.load()
+        new: dict[JobKey, tuple[JobState, JobMemory | None]] = {
+            key: (job, detection.memory.jobs.get(key))
+            for key, job in detection.baseline.jobs.items()
+        }
+        upserts: list[tuple[str, str, str | None]] = []
+        for key, (job, mem) in new.items():
+            old = self._jobs.get(key)
+            if old is not None and (old[0] is job or old[0] == job) and old[1] == mem:
+                continue
+            upserts.append(
+                (
+                    str(key),
+                    json.dumps(job.to_dict(), ensure_ascii=False, separators=(",", ":")),
+                    json.dumps(mem.to_dict(), separators=(",", ":")) if mem else None,
+                )
+            )
+        deletes = [(str(key),) for key in self._jobs.keys() - new.keys()]
+        with self._lock, _transaction(self._db):
+            if deletes:
+                self._db.executemany("DELETE FROM jobs WHERE key = ?", deletes)
+            if upserts:
+                self._db.executemany(
+                    "INSERT INTO jobs(key, state, memory) VALUES (?, ?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET state = excluded.state, "
+                    "memory = excluded.memory",
+                    upserts,
+                )
+            self._insert_events(detection.events, subject_prefix)
+            self._db.execute(
+                "INSERT INTO meta VALUES ('cycle', ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = excluded.value",
+                (str(detection.memory.cycle),),
+            )
+        self._jobs = new
+        self._cycle = detection.memory.cycle
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    def add_events(self, events: Sequence[Event], subject_prefix: str) -> None:
+        """Queue events that are not part of a cycle (the watcher's own)."""
+        with self._lock, _transaction(self._db):
+            self._insert_events(events, subject_prefix)
+
+    def _insert_events(self, events: Iterable[Event], prefix: str) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO outbox(id, subject, payload) VALUES (?, ?, ?)",
+            [(e.id, e.nats_subject(prefix), e.to_json()) for e in events],
+        )
+
+    def pending(self, limit: int = 1000) -> list[OutboxEntry]:
+        """The oldest unacknowledged events, in the order they were produced."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, id, subject, payload FROM outbox ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [
+            OutboxEntry(seq, id_, subject, bytes(payload)) for seq, id_, subject, payload in rows
+        ]
+
+    def acknowledge(self, seqs: Sequence[int]) -> None:
+        """Forget events JetStream has acknowledged."""
+        if not seqs:
+            return
+        with self._lock, _transaction(self._db):
+            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+
+    def outbox_depth(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+        return int(count)
+
+    def meta(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+class _NotOurs(Exception):
+    """A readable SQLite file that is not a dts-watcher state file."""
+
+
+def _schema_version(db: sqlite3.Connection) -> int | None:
+    has_meta = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if not has_meta:
+        if db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+            raise _NotOurs("an SQLite database, but not a dts-watcher state file")
+        return None
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None or not str(row[0]).isdigit():
+        raise _NotOurs("no schema version recorded")
+    return int(row[0])

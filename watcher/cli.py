@@ -61,6 +61,74 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return EXIT_OK if result["complete"] else EXIT_FAILED
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from watcher.dts.credentials import CredentialsError
+    from watcher.loop import open_watcher
+    from watcher.store import StateError
+
+    settings = _settings(args)
+
+    async def serve() -> None:
+        async with open_watcher(settings, args.config) as watcher:
+            await watcher.run()
+
+    try:
+        anyio.run(serve)
+    except (CredentialsError, StateError) as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from watcher.dts.credentials import CredentialsError
+    from watcher.loop import open_watcher
+    from watcher.store import StateError
+
+    settings = _settings(args)
+
+    async def one() -> int:
+        async with open_watcher(settings, args.config) as watcher:
+            result = await watcher.cycle()
+            flushed = await watcher.flush(within=args.publish_timeout)
+            depth = watcher.store.outbox_depth()
+        if not result.complete:
+            for region, reason in sorted(result.reasons.items()):
+                print(f"dts-watcher: incomplete fetch, {region}: {reason}", file=sys.stderr)
+        if not flushed:
+            print(
+                f"dts-watcher: {depth} event(s) not acknowledged by JetStream; they stay in "
+                f"the outbox for the next run",
+                file=sys.stderr,
+            )
+        return EXIT_OK if result.complete and flushed else EXIT_FAILED
+
+    try:
+        return anyio.run(one)
+    except (CredentialsError, StateError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from watcher.tail import tail
+
+    settings = _settings(args)
+    return anyio.run(tail, settings, args.subject, args.json, args.count, args.wait)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from watcher.events import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from watcher.demo import run_demo
+
+    configure_logging(args.log_level or "warning", args.log_format or "console")
+    return anyio.run(run_demo, args.duration, args.scenario)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from watcher.simulator import ScenarioError, serve
 
@@ -92,6 +160,27 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    add("run", cmd_run, "run the service: poll, detect, publish, until SIGTERM/SIGINT")
+    p = add("once", cmd_once, "one cycle; exit 0 only if complete and every event acknowledged")
+    p.add_argument(
+        "--publish-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to try publishing the outbox (default 30)",
+    )
+    p = add("demo", cmd_demo, "embedded NATS + DTS simulator + watcher, events shown live")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    p.add_argument("--scenario", default="demo", help="simulator scenario (default: demo)")
+    p = add("tail", cmd_tail, "subscribe to the events and print them")
+    p.add_argument(
+        "--subject",
+        help="subject filter (default: <prefix>.>), e.g. 'dts.job.*.*.status_changed'",
+    )
+    p.add_argument("--json", action="store_true", help="print raw CloudEvents envelopes")
+    p.add_argument("--count", type=int, metavar="N", help="exit after N events")
+    p.add_argument("--wait", type=float, metavar="SECONDS", help="exit after SECONDS")
+    add("schema", cmd_schema, "print the JSON Schema of the events")
     add("check-config", cmd_check_config, "validate and print the effective configuration")
     p = add("snapshot", cmd_snapshot, "fetch once and print the normalized jobs as JSON")
     p.add_argument("--pretty", action="store_true", help="indent the JSON")

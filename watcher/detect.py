@@ -81,7 +81,10 @@ class Rules:
 
     @classmethod
     def from_thresholds(cls, thresholds: Mapping[str, float], **kwargs: Any) -> Rules:
-        levels = tuple(sorted(thresholds.items(), key=lambda item: item[1]))
+        levels = tuple(
+            (name, int(seconds) if float(seconds).is_integer() else float(seconds))
+            for name, seconds in sorted(thresholds.items(), key=lambda item: item[1])
+        )
         return cls(delay_levels=levels, **kwargs)
 
     def severity_of_level(self, level: str) -> Severity:

@@ -206,3 +206,116 @@ def summary(document: Mapping[str, Any]) -> str:
     time = str(document.get("time", ""))
     severity = str(document.get("severity", "info"))
     return f"{time} {severity:<8} {kind:<24} {where}{name} {detail}".rstrip()
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (2020-12) that every published envelope validates against."""
+    nullable_str = {"type": ["string", "null"]}
+    common = {
+        "job_id": {"type": "string", "minLength": 1},
+        "job_name": {"type": "string"},
+        "region": {"type": "string", "minLength": 1},
+        "direction": {"type": "string"},
+        "status": {"type": "string"},
+    }
+    job_object = {"type": "object", "required": ["job_id", "region", "status"]}
+    per_kind: dict[str, tuple[dict[str, Any], list[str]]] = {
+        DISCOVERED: ({"job": job_object}, ["job"]),
+        REMOVED: ({"job": job_object}, ["job"]),
+        STATUS_CHANGED: (
+            {
+                "previous_status": nullable_str,
+                "error_message": nullable_str,
+                "recovered_from": {"type": "string"},
+            },
+            ["previous_status", "error_message"],
+        ),
+        DELAY_THRESHOLD_CROSSED: (
+            {
+                "level": {"type": "string"},
+                "previous_level": {"type": "string"},
+                "delay_seconds": {"type": "integer", "minimum": 0},
+                "threshold_seconds": {"type": "number", "exclusiveMinimum": 0},
+                "change": {"enum": ["up", "down"]},
+            },
+            ["level", "previous_level", "delay_seconds", "threshold_seconds"],
+        ),
+        PRECHECK_FAILED: (
+            {
+                "failed_items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["item_name", "error_message", "repair_method"],
+                        "properties": {
+                            "item_name": {"type": "string"},
+                            "error_message": nullable_str,
+                            "repair_method": nullable_str,
+                        },
+                    },
+                }
+            },
+            ["failed_items"],
+        ),
+        INIT_FAILED: (
+            {"stage": {"enum": ["structure", "data"]}, "error_message": nullable_str},
+            ["stage", "error_message"],
+        ),
+    }
+    variants: list[dict[str, Any]] = []
+    for kind, (properties, required) in per_kind.items():
+        variants.append(
+            {
+                "title": f"dts.job.{kind}",
+                "properties": {
+                    "type": {"const": f"dts.job.{kind}"},
+                    "source": {"type": "string", "pattern": f"^{SOURCE_ROOT}/.+"},
+                    "data": {
+                        "type": "object",
+                        "required": [*common, *required],
+                        "properties": {**common, **properties},
+                    },
+                },
+            }
+        )
+    variants.append(
+        {
+            "title": "dts.watcher.*",
+            "properties": {
+                "type": {"enum": [f"dts.watcher.{kind}" for kind in WATCHER_KINDS]},
+                "subject": {"const": "watcher"},
+                "data": {"type": "object"},
+            },
+        }
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/dts-watcher/dts-watcher/schema/event-v1.json",
+        "title": "dts-watcher event (CloudEvents 1.0, structured JSON mode)",
+        "type": "object",
+        "required": [
+            "specversion",
+            "id",
+            "source",
+            "type",
+            "subject",
+            "time",
+            "datacontenttype",
+            "severity",
+            "data",
+        ],
+        "properties": {
+            "specversion": {"const": SPECVERSION},
+            "id": {"type": "string", "minLength": 1},
+            "source": {"type": "string", "minLength": 1},
+            "type": {"type": "string", "pattern": r"^dts\.(job|watcher)\.[a-z_]+$"},
+            "subject": {"type": "string", "minLength": 1},
+            "time": {"type": "string", "format": "date-time"},
+            "datacontenttype": {"const": DATA_CONTENT_TYPE},
+            "severity": {"enum": list(SEVERITIES)},
+            "data": {"type": "object"},
+        },
+        "additionalProperties": False,
+        "oneOf": variants,
+    }

@@ -90,6 +90,7 @@ class Publisher:
         self._js: Any = None
         self._stream_checked = False
         self._lock = anyio.Lock()
+        self._closing = False
 
     @property
     def connected(self) -> bool:
@@ -106,7 +107,8 @@ class Publisher:
             log.warning("nats.error", error=f"{type(exc).__name__}: {exc}")
 
         async def on_disconnect() -> None:
-            log.warning("nats.disconnected")
+            if not self._closing:
+                log.warning("nats.disconnected")
 
         async def on_reconnect() -> None:
             log.info("nats.reconnected")
@@ -224,6 +226,7 @@ class Publisher:
         return acked
 
     async def close(self, flush_timeout: float = 5.0) -> None:
+        self._closing = True
         if self._nc is not None and not self._nc.is_closed:
             try:
                 with anyio.fail_after(flush_timeout):

@@ -81,7 +81,9 @@ class Store:
             version = _schema_version(db)
             if version is None:
                 with _transaction(db):
-                    db.executescript(_SCHEMA.replace("\n", " "))
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
                     db.execute(
                         "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                     )

@@ -1,0 +1,244 @@
+"""The service: wire the parts together and run cycles until told to stop.
+
+One cycle: fetch a snapshot (client) -> detect changes (pure) -> commit baseline, memory
+and events in one transaction (store) -> log each event -> wake the publisher, which
+drains the outbox into JetStream. Polling and publishing are separate tasks, so an
+unreachable NATS never stops the watcher from watching: events wait in the outbox.
+
+Cycles never overlap: the next one is scheduled from the start of the previous one
+(interval, plus or minus a jitter), and if a cycle overruns, the next starts right after.
+SIGTERM or SIGINT lets the cycle in flight finish, flushes the outbox (bounded wait),
+publishes `stopped`, and returns.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from watcher import __version__
+from watcher.detect import Detection, Memory, Rules, detect
+from watcher.dts.client import DtsClient
+from watcher.dts.credentials import StaticProvider
+from watcher.events import Event, watcher_event
+from watcher.logs import get_logger
+from watcher.publish import Publisher, PublishError
+from watcher.settings import Settings, settings_digest
+from watcher.snapshot import Snapshot
+from watcher.store import Store
+
+log = get_logger("watcher.loop")
+event_log = get_logger("watcher.events")
+
+
+def rules_from(settings: Settings) -> Rules:
+    r = settings.rules
+    return Rules.from_thresholds(
+        r.delay_thresholds,
+        delay_hysteresis=r.delay_hysteresis,
+        delay_for_cycles=r.delay_for_cycles,
+        announce_existing=r.announce_existing,
+        removed_after=r.removed_after,
+    )
+
+
+@dataclass
+class CycleResult:
+    snapshot: Snapshot
+    events: list[Event]
+    complete: bool
+    duration: float
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        return self.snapshot.incomplete_reasons
+
+
+@dataclass
+class Counters:
+    cycles: int = 0
+    incomplete_cycles: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    last_complete: datetime | None = None
+
+
+class Watcher:
+    def __init__(
+        self,
+        settings: Settings,
+        client: DtsClient,
+        store: Store,
+        publisher: Publisher,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.store = store
+        self.publisher = publisher
+        self.rules = rules_from(settings)
+        self.counters = Counters()
+        self._now = now
+        self._baseline: Snapshot | None = None
+        self._memory = Memory()
+        self._wake = anyio.Event()
+
+    # -- one cycle -------------------------------------------------------------------------
+
+    async def cycle(self) -> CycleResult:
+        started = time.monotonic()
+        if self._baseline is None:
+            self._baseline, self._memory = await anyio.to_thread.run_sync(self.store.load)
+        snapshot = await self.client.fetch()
+        detection: Detection = detect(
+            self._baseline, snapshot, self._memory, self.rules, self._now()
+        )
+        events = list(detection.events)
+        if not snapshot.complete:
+            events.append(self._incomplete_event(snapshot))
+        await anyio.to_thread.run_sync(self._commit, detection, events[len(detection.events) :])
+        self._baseline, self._memory = detection.baseline, detection.memory
+        self._count(snapshot, events)
+        for event in events:
+            event_log.info("event", **event.log_fields())
+        self._wake.set()
+        duration = time.monotonic() - started
+        log.info(
+            "cycle.done",
+            complete=snapshot.complete,
+            jobs=len(detection.baseline),
+            events=len(events),
+            duration_seconds=round(duration, 3),
+            **({"incomplete": snapshot.incomplete_reasons} if not snapshot.complete else {}),
+        )
+        return CycleResult(snapshot, events, snapshot.complete, duration)
+
+    def _commit(self, detection: Detection, extra: list[Event]) -> None:
+        prefix = self.settings.nats.subject_prefix
+        self.store.commit(detection, prefix)
+        if extra:
+            self.store.add_events(extra, prefix)
+
+    def _incomplete_event(self, snapshot: Snapshot) -> Event:
+        regions = {
+            name: {"error_code": r.error_code, "error": r.error}
+            for name, r in sorted(snapshot.regions.items())
+            if not r.complete
+        }
+        return watcher_event("cycle_incomplete", "warning", self._now(), {"regions": regions})
+
+    def _count(self, snapshot: Snapshot, events: list[Event]) -> None:
+        c = self.counters
+        c.cycles += 1
+        if snapshot.complete:
+            c.last_complete = self._now()
+        else:
+            c.incomplete_cycles += 1
+        for event in events:
+            c.events[event.type] = c.events.get(event.type, 0) + 1
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def flush(self, within: float) -> bool:
+        """Drain the outbox now, for at most `within` seconds; True if it is empty after."""
+        with anyio.move_on_after(within):
+            try:
+                await self.publisher.drain()
+            except PublishError as exc:
+                log.warning("publish.deferred", reason=str(exc))
+        return await anyio.to_thread.run_sync(self.store.outbox_depth) == 0
+
+    async def _publish_forever(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self.publisher.drain()
+                backoff = 0.5
+            except PublishError as exc:
+                depth = await anyio.to_thread.run_sync(self.store.outbox_depth)
+                log.warning("publish.deferred", reason=str(exc), outbox_depth=depth)
+                await anyio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 30.0)
+                continue
+            with anyio.move_on_after(5.0):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+
+    # -- the service -----------------------------------------------------------------------
+
+    async def run(self, stop: anyio.Event | None = None, *, handle_signals: bool = True) -> None:
+        stop = stop or anyio.Event()
+        interval = self.settings.poll.interval
+        jitter = self.settings.poll.jitter
+        self._emit_own("started", "info", self._identity())
+        async with anyio.create_task_group() as tg:
+            if handle_signals:
+                tg.start_soon(_stop_on_signal, stop)
+            tg.start_soon(self._publish_forever)
+            while not stop.is_set():
+                began = time.monotonic()
+                try:
+                    await self.cycle()
+                except Exception:  # one broken cycle must not end the service
+                    log.exception("cycle.crashed")
+                delay = interval * (1 + jitter * (2 * random.random() - 1))
+                wait = max(0.0, began + delay - time.monotonic())
+                with anyio.move_on_after(wait):
+                    await stop.wait()
+            log.info("service.stopping")
+            self._emit_own("stopped", "info", self._identity())
+            flushed = await self.flush(within=10.0)
+            if not flushed:
+                log.warning("service.outbox_not_empty", outbox_depth=self.store.outbox_depth())
+            tg.cancel_scope.cancel()
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "settings_digest": settings_digest(self.settings),
+            "regions": list(self.settings.dts.regions),
+        }
+
+    def _emit_own(self, kind: str, severity: Any, data: dict[str, Any]) -> None:
+        event = watcher_event(kind, severity, self._now(), data)
+        self.store.add_events([event], self.settings.nats.subject_prefix)
+        event_log.info("event", **event.log_fields())
+        self._wake.set()
+
+
+async def _stop_on_signal(stop: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("service.signal", signal=signal.Signals(signum).name)
+            stop.set()
+            return
+
+
+@asynccontextmanager
+async def open_watcher(
+    settings: Settings, config_file: str | None = None, **client_options: Any
+) -> AsyncIterator[Watcher]:
+    """Build a Watcher from settings and close everything it opened on the way out.
+
+    Raises CredentialsError or StateError before anything runs if those are unusable.
+    """
+    provider = StaticProvider.from_config(settings.credentials, config_file)
+    store = await anyio.to_thread.run_sync(Store.open, settings.state.file)
+    try:
+        publisher = Publisher(settings.nats, store)
+        async with DtsClient(settings.dts, provider, **client_options) as client:
+            try:
+                yield Watcher(settings, client, store, publisher)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await publisher.close()
+    finally:
+        store.close()

@@ -126,7 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from watcher.demo import run_demo
 
     configure_logging(args.log_level or "warning", args.log_format or "console")
-    return anyio.run(run_demo, args.duration, args.scenario)
+    return anyio.run(run_demo, args.duration, args.scenario, args.step)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -172,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "embedded NATS + DTS simulator + watcher, events shown live")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument("--scenario", default="demo", help="simulator scenario (default: demo)")
+    p.add_argument(
+        "--step",
+        type=float,
+        metavar="SECONDS",
+        help="advance the scenario every SECONDS (default: the scenario's own pace, 3 s)",
+    )
     p = add("tail", cmd_tail, "subscribe to the events and print them")
     p.add_argument(
         "--subject",

@@ -40,13 +40,18 @@ def demo_settings(nats_url: str, dts_url: str, regions: list[str], state: Path) 
     )
 
 
-async def run_demo(duration: float | None, scenario: str = "demo", out: TextIO = sys.stdout) -> int:
+async def run_demo(
+    duration: float | None,
+    scenario: str = "demo",
+    step: float | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
     with tempfile.TemporaryDirectory(prefix="dts-watcher-demo-") as tmp:
         folder = Path(tmp)
         (folder / "nats").mkdir()
         server = NatsServer(store_dir=folder / "nats")
         with server, Simulator(scenario) as sim:
-            step = sim.scenario.step_seconds or 3.0
+            step = step or sim.scenario.step_seconds
             settings = demo_settings(
                 server.url, sim.url, sim.scenario.all_regions(), folder / "state.db"
             )

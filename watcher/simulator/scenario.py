@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -564,6 +564,9 @@ class ScenarioState:
         self._jobs: dict[JobKey, JobSpec] = {}
         self._created = 0  # how many jobs were ever added: the default creation times
         self._drift = 0
+        # job -> (the spec it was rendered from, its API JSON); specs are immutable, so an
+        # entry is valid as long as the job's current spec *is* that spec.
+        self._rendered: dict[JobKey, tuple[JobSpec, dict[str, Any]]] = {}
         for job in scenario.initial_jobs():
             self.add_job(job)
 
@@ -610,6 +613,15 @@ class ScenarioState:
                 continue
             out.append(job)
         return out
+
+    def render(self, job: JobSpec) -> dict[str, Any]:
+        """`job_to_api(job, scenario quirks)`, cached until the job changes. Do not mutate."""
+        cached = self._rendered.get(job.key)
+        if cached is not None and cached[0] is job:
+            return cached[1]
+        rendered = job_to_api(job, self.scenario.quirks)
+        self._rendered[job.key] = (job, rendered)
+        return rendered
 
     # -- changing --------------------------------------------------------------------
 
@@ -774,29 +786,35 @@ def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
-def _default_endpoint(job: JobSpec, side: str) -> EndpointSpec:
-    # A Reverse job runs from the Forward job's destination back to its source.
-    if job.direction == "Reverse":
-        side = "destination" if side == "source" else "source"
-    d = _digest(f"{job.id}:{side}")
-    return EndpointSpec(
-        instance_id=f"rm-bp{d[:6].hex()}{'s' if side == 'source' else 'd'}",
-        engine="MySQL",
-        instance_type="RDS",
-        ip=f"172.16.{d[6] % 250 + 1}.{d[7] % 250 + 1}",
-        port=3306,
-        user="dtstest",
-    )
-
-
-def _endpoint(job: JobSpec, side: str) -> EndpointSpec:
+def _endpoint(job: JobSpec, side: str) -> dict[str, Any]:
+    """SourceEndpoint / DestinationEndpoint: what the scenario gave, the rest derived."""
     given = job.source if side == "source" else job.destination
-    default = _default_endpoint(job, side)
-    if given is None:
-        return default
-    merged = default.model_dump()
-    merged.update(given.model_dump(exclude_none=True))
-    return EndpointSpec.model_validate(merged)
+    # Derived from the id, so they are stable; a Reverse job runs from the Forward job's
+    # destination back to its source.
+    origin = side
+    if job.direction == "Reverse":
+        origin = "destination" if side == "source" else "source"
+    d = _digest(f"{job.id}:{origin}")
+    out = {
+        "InstanceId": f"rm-bp{d[:6].hex()}{'s' if origin == 'source' else 'd'}",
+        "IP": f"172.16.{d[6] % 250 + 1}.{d[7] % 250 + 1}",
+        "InstanceType": "RDS",
+        "Port": "3306",
+        "UserName": "dtstest",
+        "EngineName": "MySQL",
+    }
+    if given is not None:
+        for key, value in (
+            ("InstanceId", given.instance_id),
+            ("IP", given.ip),
+            ("InstanceType", given.instance_type),
+            ("Port", None if given.port is None else str(given.port)),
+            ("UserName", given.user),
+            ("EngineName", given.engine),
+        ):
+            if value is not None:
+                out[key] = value
+    return out
 
 
 def _objects(job: JobSpec) -> list[ObjectSpec]:
@@ -806,16 +824,23 @@ def _objects(job: JobSpec) -> list[ObjectSpec]:
     return [ObjectSpec(schema_name=f"{base}_db", new_schema=f"{base}_db", include=[], exclude=[])]
 
 
+# Built once: constructing validated models for every default of every job is slow.
+_STAGES = {status: StageSpec(status=status) for status in _STAGE_STATUSES}
+_SUCCESS_ITEMS = [PrecheckItemSpec(name=name) for name in DEFAULT_PRECHECK_ITEMS]
+_PRECHECK_SUCCESS = PrecheckSpec(status="Success", percent=100)
+_PRECHECK_NOT_STARTED = PrecheckSpec(status="NotStarted", percent=0, items=[])
+_PRECHECK_RUNNING = PrecheckSpec(
+    status="Prechecking", percent=50, items=_SUCCESS_ITEMS[: len(_SUCCESS_ITEMS) // 2]
+)
+
+
 def _auto_precheck(job: JobSpec) -> PrecheckSpec:
     if job.status == "NotStarted":
-        return PrecheckSpec(status="NotStarted", percent=0, items=[])
+        return _PRECHECK_NOT_STARTED
     if job.status == "Prechecking":
-        half = DEFAULT_PRECHECK_ITEMS[: len(DEFAULT_PRECHECK_ITEMS) // 2]
-        return PrecheckSpec(
-            status="Prechecking", percent=50, items=[PrecheckItemSpec(name=n) for n in half]
-        )
+        return _PRECHECK_RUNNING
     if job.status == "PrecheckFailed":
-        items = [PrecheckItemSpec(name=n) for n in DEFAULT_PRECHECK_ITEMS]
+        items = list(_SUCCESS_ITEMS)
         items[1] = PrecheckItemSpec(
             name=DEFAULT_PRECHECK_ITEMS[1],
             status="Failed",
@@ -823,24 +848,24 @@ def _auto_precheck(job: JobSpec) -> PrecheckSpec:
             repair_method="CHECK_ERROR_SRC_AUTH_REPAIR",
         )
         return PrecheckSpec(status="Failed", percent=100, items=items)
-    return PrecheckSpec(status="Success", percent=100)
+    return _PRECHECK_SUCCESS
 
 
 def _auto_stage(job: JobSpec, stage: str) -> StageSpec:
     enabled = job.structure_initialization if stage == "structure" else job.data_initialization
     status = job.status
     if not enabled or status in ("NotStarted", "Prechecking", "PrecheckFailed"):
-        return StageSpec(status="NotStarted")
+        return _STAGES["NotStarted"]
     if status == "Initializating":
-        return StageSpec(status="Finished" if stage == "structure" else "Migrating")
+        return _STAGES["Finished" if stage == "structure" else "Migrating"]
     if status == "InitializeFailed":
         if stage == "structure":
             return StageSpec(
                 status="Failed",
                 error_message=job.error_message or _DEFAULT_ERRORS["InitializeFailed"],
             )
-        return StageSpec(status="NotStarted")
-    return StageSpec(status="Finished")
+        return _STAGES["NotStarted"]
+    return _STAGES["Finished"]
 
 
 _STAGE_PERCENT = {"NotStarted": 0.0, "Migrating": 50.0, "Failed": 30.0, "Finished": 100.0}
@@ -921,22 +946,10 @@ def job_to_api(job: JobSpec, quirks: Iterable[str] = ()) -> dict[str, Any]:
     out["StructureInitializationStatus"] = _stage_json(structure, "structure", job)
     out["DataInitializationStatus"] = _stage_json(data, "data", job)
     out["DataSynchronizationStatus"] = {}  # documented as no longer available
-    for side, key in (("source", "SourceEndpoint"), ("destination", "DestinationEndpoint")):
-        ep = _endpoint(job, side)
-        out[key] = {
-            "InstanceId": ep.instance_id,
-            "IP": ep.ip,
-            "InstanceType": ep.instance_type,
-            "Port": str(ep.port),
-            "UserName": ep.user,
-            "EngineName": ep.engine,
-        }
+    out["SourceEndpoint"] = _endpoint(job, "source")
+    out["DestinationEndpoint"] = _endpoint(job, "destination")
     out["Performance"] = {"RPS": _num(rps), "FLOW": f"{flow:.2f}MB/s"}
-    items = (
-        precheck.items
-        if precheck.items is not None
-        else [PrecheckItemSpec(name=n) for n in DEFAULT_PRECHECK_ITEMS]
-    )
+    items = precheck.items if precheck.items is not None else _SUCCESS_ITEMS
     percent = precheck.percent
     if percent is None:
         percent = 0.0 if precheck.status in ("NotStarted",) else 100.0
@@ -1020,10 +1033,18 @@ def page_body(
     page_number: int,
     request_id: str,
     quirks: Iterable[str] = (),
+    render: Callable[[JobSpec], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A whole successful response body for one page."""
+    """A whole successful response body for one page.
+
+    `render` turns a job into its JSON (default: `job_to_api` with `quirks`); the server
+    passes `ScenarioState.render`, which caches.
+    """
     scenario_quirks = set(quirks)
-    instances: Any = [job_to_api(job, scenario_quirks) for job in jobs_on_page]
+    if render is None:
+        instances: Any = [job_to_api(job, scenario_quirks) for job in jobs_on_page]
+    else:
+        instances = [render(job) for job in jobs_on_page]
     count = len(instances)
     if "wrapped_lists" in scenario_quirks:
         instances = {"SynchronizationInstance": instances}

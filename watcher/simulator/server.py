@@ -232,7 +232,7 @@ class Simulator:
         self._server = server
         serving = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},  # how quickly stop() is noticed
             name=f"dts-simulator:{server.server_address[1]}",
             daemon=True,
         )
@@ -559,6 +559,7 @@ class Simulator:
                 page_number=page,
                 request_id=request_id,
                 quirks=self._scenario.quirks,
+                render=self._state.render,
             )
         return _Response(200, _json(payload))
 
@@ -919,6 +920,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "dts-simulator"
     sys_version = ""
     timeout = 30  # an idle keep-alive connection is closed after this many seconds
+    # Headers and body go out in two writes; without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK would add ~40 ms to every response.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._dispatch()

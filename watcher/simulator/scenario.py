@@ -681,6 +681,7 @@ class ScenarioState:
         job_key = key if isinstance(key, JobKey) else parse_job_key(key)
         if job_key not in self._jobs:
             raise ScenarioError(f"no job {job_key} to remove")
+        self._rendered.pop(job_key, None)
         return self._jobs.pop(job_key)
 
     def apply(self, step: StepSpec) -> list[Fault]:
@@ -721,7 +722,7 @@ class ScenarioState:
                 front=True,
             )
         first = next((k for k, j in self._jobs.items() if j.region == region), None)
-        return self._jobs.pop(first) if first is not None else None
+        return self.remove_job(first) if first is not None else None
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready view for the admin API: step, note and the jobs per region."""

@@ -239,14 +239,21 @@ class DtsClient:
         pages: dict[int, PageParse] = {1: first}
         if page_count > 1:
             gate = anyio.Semaphore(self.settings.max_concurrent_pages)
+            failures: list[DtsError] = []
 
-            async def one(number: int) -> None:
+            async def one(number: int, scope: anyio.CancelScope) -> None:
                 async with gate:
-                    pages[number] = await self._page(region, number)
+                    try:
+                        pages[number] = await self._page(region, number)
+                    except DtsError as exc:  # one failed page fails the listing: stop the rest
+                        failures.append(exc)
+                        scope.cancel()
 
             async with anyio.create_task_group() as tg:
                 for number in range(2, page_count + 1):
-                    tg.start_soon(one, number)
+                    tg.start_soon(one, number, tg.cancel_scope)
+            if failures:
+                raise failures[0]
         return _assemble(pages, total, size), page_count
 
     # -- one page, with retries ----------------------------------------------------------

@@ -29,6 +29,26 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
     configure_logging(args.log_level or settings.log.level, args.log_format or settings.log.format)
@@ -164,17 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("once", cmd_once, "one cycle; exit 0 only if complete and every event acknowledged")
     p.add_argument(
         "--publish-timeout",
-        type=float,
+        type=_positive_float,
         default=30.0,
         metavar="SECONDS",
         help="how long to try publishing the outbox (default 30)",
     )
     p = add("demo", cmd_demo, "embedded NATS + DTS simulator + watcher, events shown live")
-    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    p.add_argument("--duration", type=_positive_float, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument("--scenario", default="demo", help="simulator scenario (default: demo)")
     p.add_argument(
         "--step",
-        type=float,
+        type=_positive_float,
         metavar="SECONDS",
         help="advance the scenario every SECONDS (default: the scenario's own pace, 3 s)",
     )
@@ -184,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="subject filter (default: <prefix>.>), e.g. 'dts.job.*.*.status_changed'",
     )
     p.add_argument("--json", action="store_true", help="print raw CloudEvents envelopes")
-    p.add_argument("--count", type=int, metavar="N", help="exit after N events")
-    p.add_argument("--wait", type=float, metavar="SECONDS", help="exit after SECONDS")
+    p.add_argument("--count", type=_positive_int, metavar="N", help="exit after N events")
+    p.add_argument("--wait", type=_positive_float, metavar="SECONDS", help="exit after SECONDS")
     add("schema", cmd_schema, "print the JSON Schema of the events")
     add("check-config", cmd_check_config, "validate and print the effective configuration")
     p = add("snapshot", cmd_snapshot, "fetch once and print the normalized jobs as JSON")

@@ -159,8 +159,13 @@ def detect(
     remembered: dict[JobKey, JobMemory] = {}
     default = JobMemory()
 
+    emitted: dict[JobKey, int] = {}
+
     def emit(job: JobState, kind: str, severity: Severity, data: dict[str, Any]) -> None:
-        event_id = deterministic_id(str(job.key), kind, str(cycle), stamp)
+        # The id covers the job, the cycle and the event's place among the job's events
+        # this cycle, so two events of one kind (both init stages failing) stay distinct.
+        n = emitted[job.key] = emitted.get(job.key, 0) + 1
+        event_id = deterministic_id(str(job.key), kind, str(cycle), stamp, str(n))
         body = {
             "job_id": job.job_id,
             "job_name": job.job_name,
@@ -182,7 +187,8 @@ def detect(
             emit(job, DISCOVERED, "info", {"job": job.to_dict()})
             mem = _first_sight(job, rules, emit)
         elif old == job and not mem.delay_streaks and not mem.absent:
-            remembered[key] = mem  # unchanged, nothing pending: the fast path
+            if mem is not default:  # unchanged, nothing pending: the fast path
+                remembered[key] = mem
             continue
         else:
             mem = replace(mem, absent=0)
@@ -226,7 +232,7 @@ def _first_sight(job: JobState, rules: Rules, emit: _Emit) -> JobMemory:
             delay_level=_level_for(job.delay_seconds, rules)
             if job.status == SYNCHRONIZING and job.delay_seconds is not None
             else OK,
-            precheck_announced=_failed_items(job),
+            precheck_announced=_failed_items(job) if job.status != PRECHECKING else frozenset(),
             init_announced=frozenset(s for s in STAGES if _stage_failed(job, s)),
         )
         return silent

@@ -91,6 +91,7 @@ class Publisher:
         self._stream_checked = False
         self._lock = anyio.Lock()
         self._closing = False
+        self._last_error: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -104,7 +105,10 @@ class Publisher:
         self._nc = None
 
         async def on_error(exc: Exception) -> None:
-            log.warning("nats.error", error=f"{type(exc).__name__}: {exc}")
+            why = _why(exc)
+            if why != self._last_error:  # once per distinct error, not once per retry
+                log.warning("nats.error", error=why)
+            self._last_error = why
 
         async def on_disconnect() -> None:
             if not self._closing:
@@ -115,16 +119,25 @@ class Publisher:
             self._stream_checked = False
 
         options = connect_options(self.settings)
+        self._last_error = None
         try:
-            nc = await nats.connect(
-                error_cb=on_error,
-                disconnected_cb=on_disconnect,
-                reconnected_cb=on_reconnect,
-                **options,
-            )
+            # nats-py retries the first connection as long as later ones (forever, here),
+            # so bound it ourselves: the outbox waits and the caller retries later.
+            with anyio.fail_after(self.settings.connect_timeout * 2 + 1):
+                nc = await nats.connect(
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnect,
+                    reconnected_cb=on_reconnect,
+                    **options,
+                )
+        except TimeoutError:
+            raise PublishError(
+                f"cannot connect to NATS at {self.settings.display_url}: "
+                f"{self._last_error or 'timed out'}"
+            ) from None
         except Exception as exc:  # nats-py raises a variety of OS and protocol errors
             raise PublishError(
-                f"cannot connect to NATS at {self.settings.url}: {_why(exc)}"
+                f"cannot connect to NATS at {self.settings.display_url}: {_why(exc)}"
             ) from None
         log.info("nats.connected", server=str(nc.connected_url.netloc if nc.connected_url else ""))
         self._nc = nc

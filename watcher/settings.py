@@ -106,8 +106,16 @@ class CredentialsSettings(_Section):
 
     @model_validator(mode="after")
     def _pairs(self) -> CredentialsSettings:
-        if (self.access_key_id is None) != (self.access_key_secret is None):
-            raise ValueError("access_key_id and access_key_secret must be given together")
+        if self.access_key_id is not None and self.access_key_secret is None:
+            raise ValueError(
+                "an access key id is set but its secret is not: set "
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET (or credentials.access_key_secret)"
+            )
+        if self.access_key_id is None and self.access_key_secret is not None:
+            raise ValueError(
+                "an access key secret is set but its id is not: set "
+                "ALIBABA_CLOUD_ACCESS_KEY_ID (or credentials.access_key_id)"
+            )
         return self
 
 
@@ -149,6 +157,11 @@ class NatsSettings(_Section):
     @property
     def servers(self) -> list[str]:
         return [u.strip() for u in self.url.split(",") if u.strip()]
+
+    @property
+    def display_url(self) -> str:
+        """The server list with any password in it masked, for logs and errors."""
+        return ",".join(redact_url(u) for u in self.servers)
 
 
 class PollSettings(_Section):
@@ -228,6 +241,9 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """The effective configuration as JSON-ready data, secrets shown as `**********`."""
         data: dict[str, Any] = self.model_dump(mode="json")
+        data["nats"]["url"] = self.nats.display_url
+        if self.dts.endpoint:
+            data["dts"]["endpoint"] = redact_url(self.dts.endpoint)
         return data
 
 
@@ -272,6 +288,14 @@ class _TomlSource(PydanticBaseSettingsSource):
             raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
 
 
+_USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*):[^@/]*@", re.I)
+
+
+def redact_url(url: str) -> str:
+    """`nats://user:secret@host` -> `nats://user:**********@host`."""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:**********@", url)
+
+
 class ConfigError(Exception):
     """Invalid configuration; the message names the setting and is safe to print."""
 
@@ -311,7 +335,11 @@ def _describe(exc: ValidationError) -> str:
             message = "unknown setting"
         elif error["type"] == "json_invalid":
             message = f"not valid JSON ({message})"
-        lines.append(f"invalid setting {dotted} ({env_name(location)}): {message}")
+        if len(location) == 1 and error["type"] == "value_error":
+            # A rule across a whole section: its message names the variables itself.
+            lines.append(f"invalid setting {dotted}: {message.removeprefix('Value error, ')}")
+        else:
+            lines.append(f"invalid setting {dotted} ({env_name(location)}): {message}")
     return "; ".join(lines)
 
 

@@ -69,7 +69,9 @@ class JobKey(NamedTuple):
 
     @classmethod
     def parse(cls, text: str) -> JobKey:
-        region, job_id, direction = text.split("/", 2)
+        # Region and direction never contain "/", a job id might: split from both ends.
+        region, rest = text.split("/", 1)
+        job_id, direction = rest.rsplit("/", 1)
         return cls(region, job_id, direction)
 
 

@@ -22,11 +22,19 @@ async def tail(
     wait: float | None = None,
 ) -> int:
     options = connect_options(settings.nats)
-    options["max_reconnect_attempts"] = 60
+    options["max_reconnect_attempts"] = 3
+
+    async def quiet(exc: Exception) -> None:  # the failure is reported once, below
+        pass
+
     try:
-        nc = await nats.connect(**options)
+        nc = await nats.connect(error_cb=quiet, **options)
     except Exception as exc:
-        print(f"dts-watcher: cannot connect to NATS at {settings.nats.url}: {exc}", file=sys.stderr)
+        print(
+            f"dts-watcher: cannot connect to NATS at {settings.nats.display_url}: "
+            f"{type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         return 1
     seen = 0
     done = anyio.Event()

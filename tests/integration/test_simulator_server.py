@@ -6,6 +6,7 @@ tests also show that what the watcher's client sends is what the simulator accep
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -17,7 +18,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -127,7 +127,7 @@ class Api:
             headers["Authorization"] = authorization(key_id, secret, method, "/", params, headers)
         return self.client.request(method, signed.url, headers=headers)
 
-    def page(self, region: str, page: int = 1, size: int = 30, **extra: str) -> dict[str, Any]:
+    def page(self, region: str, page: int = 1, size: int = 30, /, **extra: str) -> dict[str, Any]:
         response = self.call(
             {"RegionId": region, "PageNum": str(page), "PageSize": str(size), **extra}
         )
@@ -250,7 +250,10 @@ def test_post_is_accepted(
 
 
 def _drop(name: str) -> Callable[[dict[str, str]], None]:
-    return lambda headers: headers.pop(name)
+    def edit(headers: dict[str, str]) -> None:
+        del headers[name]
+
+    return edit
 
 
 def _set(name: str, value: str) -> Callable[[dict[str, str]], None]:
@@ -346,7 +349,7 @@ def test_sts_credentials(
 ) -> None:
     sts = {"STS.sim-key": ("sts-secret", "sts-token")}
     api = api_for(start("demo", sts_credentials=sts))
-    common = {"key_id": "STS.sim-key", "secret": "sts-secret"}
+    common: dict[str, Any] = {"key_id": "STS.sim-key", "secret": "sts-secret"}
     assert_error(api.call(**common), 400, "InvalidSecurityToken.Malformed")
     assert_error(api.call(**common, token="other-token"), 400, "InvalidSecurityToken.Malformed")
     assert api.call(**common, token="sts-token").status_code == 200
@@ -574,7 +577,7 @@ def test_malformed_bodies(
     start: Callable[..., Simulator], api_for: Callable[[Simulator], Api], variant: str
 ) -> None:
     sim = start("demo")
-    sim.inject(Fault(kind="malformed", variant=variant))  # type: ignore[arg-type]
+    sim.inject({"kind": "malformed", "variant": variant})
     response = api_for(sim).call()
     assert response.status_code == 200
     if variant == "html":
@@ -900,7 +903,7 @@ def test_demo_pause_finish_remove_and_new_job(
 
 def test_demo_every_state_lasts_a_step(demo_timeline: list[dict[str, dict[str, Any]]]) -> None:
     # A watcher polling once per step sees every change: no step undoes the previous one.
-    for before, after in zip(demo_timeline[:-1], demo_timeline[1:], strict=True):
+    for before, after in itertools.pairwise(demo_timeline):
         assert before != after
 
 
@@ -913,19 +916,18 @@ def _simulator_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("dts-simulator")]
 
 
-def test_stop_releases_port_and_threads(clock: Clock) -> None:
+def test_stop_releases_port_and_threads(clock: Clock, client: httpx.Client) -> None:
     before = set(_simulator_threads())
     with Simulator("demo", clock=clock) as sim:
         url = sim.url
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
-        with httpx.Client(verify=False) as keep_alive:  # an idle keep-alive connection stays open
-            api = Api(sim, keep_alive, clock)
-            assert api.call().status_code == 200
-            assert api.call().status_code == 200
-            sim.stop()  # must not wait for the client to hang up
-            assert not sim.running
-            with pytest.raises(httpx.TransportError):
-                keep_alive.get(url, timeout=2)
+        api = Api(sim, client, clock)  # the client keeps its connection open (keep-alive)
+        assert api.call().status_code == 200
+        assert api.call().status_code == 200
+        sim.stop()  # must not wait for the client to hang up
+        assert not sim.running
+        with pytest.raises(httpx.TransportError):
+            client.get(url, timeout=2)
     assert set(_simulator_threads()) <= before
     sim.stop()  # twice is fine
 
@@ -940,22 +942,21 @@ def test_restart_after_stop(clock: Clock, client: httpx.Client) -> None:
 
 @pytest.mark.anyio
 async def test_async_context_manager(clock: Clock) -> None:
-    async with Simulator("demo", clock=clock) as sim:
-        async with httpx.AsyncClient(verify=False) as client:
-            signed = sign_request(
-                method="GET",
-                host=sim.url.removeprefix("http://"),
-                scheme="http",
-                action="DescribeSynchronizationJobs",
-                params={"RegionId": "cn-shanghai"},
-                access_key_id=DEFAULT_ACCESS_KEY_ID,
-                access_key_secret=DEFAULT_ACCESS_KEY_SECRET,
-                security_token=None,
-                now=clock.now,
-                nonce="async-nonce",
-            )
-            response = await client.get(signed.url, headers=signed.headers)
-            assert response.json()["TotalRecordCount"] == 3
+    async with Simulator("demo", clock=clock) as sim, httpx.AsyncClient() as client:
+        signed = sign_request(
+            method="GET",
+            host=sim.url.removeprefix("http://"),
+            scheme="http",
+            action="DescribeSynchronizationJobs",
+            params={"RegionId": "cn-shanghai"},
+            access_key_id=DEFAULT_ACCESS_KEY_ID,
+            access_key_secret=DEFAULT_ACCESS_KEY_SECRET,
+            security_token=None,
+            now=clock.now,
+            nonce="async-nonce",
+        )
+        response = await client.get(signed.url, headers=signed.headers)
+        assert response.json()["TotalRecordCount"] == 3
     assert not sim.running
 
 
@@ -966,7 +967,7 @@ def test_auto_advance(clock: Clock) -> None:
     assert sim.step == sim.total_steps
 
 
-def test_serve_prints_how_to_connect_and_stops_on_sigint(tmp_path: Path) -> None:
+def test_serve_prints_how_to_connect_and_stops_on_sigint(client: httpx.Client) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     code = (
         "from watcher.simulator import serve; raise SystemExit(serve('multipage', auto_advance=0))"
@@ -993,8 +994,7 @@ def test_serve_prints_how_to_connect_and_stops_on_sigint(tmp_path: Path) -> None
         regions = re.search(r"DTS_WATCHER_DTS__REGIONS='(.+)'", output)
         assert regions
         assert json.loads(regions.group(1)) == ["cn-hangzhou", "cn-beijing", "cn-shenzhen"]
-        with httpx.Client(verify=False) as client:
-            assert client.post(f"{url.group(1)}/_sim/advance").json()["step"] == 1
+        assert client.post(f"{url.group(1)}/_sim/advance").json()["step"] == 1
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:

@@ -321,6 +321,14 @@ def test_every_known_status_in_any_case(status: str, spell: Callable[[str], str]
     assert parse_one(job(Status=spell(status))).status == status
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(None, "Unknown"), ("", "Unknown"), (" \t", "Unknown"), (" failed ", "Failed"), ("X", "X")],
+)
+def test_normalize_status_directly(raw: str | None, expected: str) -> None:
+    assert normalize_status(raw) == expected
+
+
 # --- keys in any letter case ---------------------------------------------------------------
 
 
@@ -468,6 +476,7 @@ TOLERANCE = [
     ("port-garbage", {"SourceEndpoint": {"Port": "mysql"}}, "source.port", None),
     # Strings.
     ("str-number", {"PayType": 123}, "pay_type", "123"),
+    ("str-bool", {"PayType": True}, "pay_type", "true"),
     ("str-object", {"PayType": {"v": "PrePaid"}}, "pay_type", None),
     ("str-list", {"PayType": ["PrePaid"]}, "pay_type", None),
     ("str-empty", {"ErrorMessage": ""}, "error_message", None),
@@ -902,6 +911,13 @@ def test_to_dict_from_dict_round_trip(state: JobState) -> None:
     assert all(isinstance(o.table_includes, tuple) for o in again.objects)
 
 
+def test_from_dict_sorts_tags_whatever_order_they_were_stored_in() -> None:
+    data = FULL_JOB.to_dict()
+    data["tags"] = dict(reversed(list(data["tags"].items())))
+    assert list(data["tags"]) == ["团队", "z", "env"]
+    assert JobState.from_dict(data) == FULL_JOB
+
+
 def test_to_dict_shape() -> None:
     data = FULL_JOB.to_dict()
     assert set(data) == set(JobState.__dataclass_fields__)
@@ -1005,27 +1021,26 @@ def test_snapshot_completeness() -> None:
 
 # --- parse_page never raises ---------------------------------------------------------------
 
-INSTANCE_KEYS = [info.alias for info in SynchronizationInstance.model_fields.values()]
-NESTED_KEYS = sorted(
+PAGE_KEYS = [info.alias for info in DescribeSynchronizationJobsResponse.model_fields.values()]
+NESTED_MODELS = (
+    Tag,
+    TableName,
+    SynchronizationObject,
+    InitializationStatus,
+    DataSynchronizationStatus,
+    EndpointModel,
+    Performance,
+    CheckItem,
+    PrecheckStatus,
+)
+REAL_KEYS = sorted(
     {
         info.alias
-        for model in (
-            Tag,
-            TableName,
-            SynchronizationObject,
-            InitializationStatus,
-            DataSynchronizationStatus,
-            EndpointModel,
-            Performance,
-            CheckItem,
-            PrecheckStatus,
-        )
-        for info in model.model_fields.values()
+        for m in (SynchronizationInstance, *NESTED_MODELS)
+        for info in m.model_fields.values()
     }
+    | {*PAGE_KEYS, "Detail", "Tag", "SynchronizationInstance"}
 )
-PAGE_KEYS = [info.alias for info in DescribeSynchronizationJobsResponse.model_fields.values()]
-REAL_KEYS = sorted({*INSTANCE_KEYS, *NESTED_KEYS, *PAGE_KEYS, "Detail", "Tag"})
-
 KEYS = (
     st.sampled_from(REAL_KEYS)
     | st.sampled_from(REAL_KEYS).map(str.lower)
@@ -1053,55 +1068,86 @@ INTERESTING_TEXT = st.sampled_from(
         "dtsexjk1alb116lbf1",
     ]
 )
-SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**64)  # huge ones: see the xfail below
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=16)
-    | INTERESTING_TEXT
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64),  # huge ones: see the xfail below
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=16),
+    INTERESTING_TEXT,
 )
 JSON_VALUES = st.recursive(
     SCALARS,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(KEYS, children, max_size=5),
     max_leaves=25,
 )
-
-
-def _object_with(keys: list[str], values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    return st.fixed_dictionaries({}, optional={k: values for k in keys})
-
-
-NESTED_OBJECTS = _object_with(NESTED_KEYS, JSON_VALUES)
-INSTANCE_VALUES = JSON_VALUES | NESTED_OBJECTS | st.lists(NESTED_OBJECTS, max_size=3)
-INSTANCES = st.fixed_dictionaries(
-    {},
-    optional={
-        **{k: INSTANCE_VALUES for k in INSTANCE_KEYS},
-        "SynchronizationJobId": JSON_VALUES | st.text(string.ascii_letters, min_size=1),
-    },
+SMALL_JSON = st.recursive(
+    SCALARS,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(KEYS, children, max_size=3),
+    max_leaves=6,
 )
-INSTANCE_LISTS = (
-    st.lists(INSTANCES | JSON_VALUES, max_size=4)
-    | INSTANCES
-    | st.dictionaries(KEYS, st.lists(INSTANCES, max_size=3), max_size=1)
-    | JSON_VALUES
+MISSING = object()
+
+
+def _shaped(model: type[Any], depth: int = 0) -> st.SearchStrategy[Any]:
+    """Dicts with a model's real key names (any case, any may be missing), plus noise.
+
+    Each field gets values of roughly its kind: scalars for scalar fields, objects (or
+    garbage) for object fields, and lists in every wrapping for list fields.
+    """
+    fields: dict[str, st.SearchStrategy[Any]] = {}
+    for info in model.model_fields.values():
+        annotation = str(info.annotation)
+        inner = next((m for m in NESTED_MODELS if m.__name__ in annotation), None)
+        if inner is None or depth > 1:
+            value: st.SearchStrategy[Any] = SCALARS | INTERESTING_TEXT | SMALL_JSON
+        elif "list" in annotation:
+            item = _shaped(inner, depth + 1)
+            value = st.one_of(
+                st.lists(item, max_size=2),
+                st.dictionaries(KEYS, st.lists(item, max_size=2), min_size=1, max_size=1),
+                item,
+                st.lists(item | SCALARS, max_size=2),
+                SMALL_JSON,
+            )
+        else:
+            value = _shaped(inner, depth + 1) | SMALL_JSON
+        name = st.sampled_from([info.alias, info.alias, info.alias.lower(), info.alias.upper()])
+        fields[info.alias] = st.tuples(name, st.just(MISSING) | value)
+    extra = st.dictionaries(st.text(max_size=8), SMALL_JSON, max_size=1)
+    return st.builds(
+        lambda pairs, noise: {
+            **noise,
+            **{k: v for k, v in pairs.values() if v is not MISSING},
+        },
+        st.fixed_dictionaries(fields),
+        extra,
+    )
+
+
+GOOD_IDS = st.text(string.ascii_letters + string.digits, min_size=1, max_size=12)
+INSTANCES = st.builds(
+    lambda job, job_id: {**job, "SynchronizationJobId": job_id} if job_id is not MISSING else job,
+    _shaped(SynchronizationInstance),
+    st.one_of(GOOD_IDS, GOOD_IDS, GOOD_IDS, st.just(MISSING), SCALARS),  # repeats weigh more
 )
-BODIES = JSON_VALUES | st.fixed_dictionaries(
-    {},
-    optional={
-        "SynchronizationInstances": INSTANCE_LISTS,
-        "TotalRecordCount": JSON_VALUES,
-        "PageNumber": JSON_VALUES,
-        "PageRecordCount": JSON_VALUES,
-        "RequestId": JSON_VALUES,
-    },
+JOB_LISTS = st.lists(INSTANCES, min_size=1, max_size=3)
+INSTANCE_LISTS = st.one_of(
+    JOB_LISTS,
+    JOB_LISTS,
+    JOB_LISTS,
+    st.lists(INSTANCES | JSON_VALUES, max_size=4),
+    INSTANCES,
+    st.dictionaries(KEYS, JOB_LISTS, min_size=1, max_size=1),
+    JSON_VALUES,
+)
+SHAPED_BODIES = st.fixed_dictionaries(
+    {"SynchronizationInstances": INSTANCE_LISTS},
+    optional={k: SCALARS | JSON_VALUES for k in PAGE_KEYS if k != "SynchronizationInstances"},
 )
 
 
-@settings(max_examples=200, deadline=None)
-@given(body=BODIES, region=st.sampled_from(["cn-hangzhou", "ap-southeast-1"]))
-def test_property_parse_page_never_raises(body: Any, region: str) -> None:
+def _check_page(body: Any, region: str) -> None:
     page = parse_page(body, region)
     assert len(page.jobs) + page.skipped == page.raw_count
     for state in page.jobs:
@@ -1113,6 +1159,23 @@ def test_property_parse_page_never_raises(body: Any, region: str) -> None:
         assert state.delay_seconds is None or state.delay_seconds >= 0
         for moment in (state.create_time, state.expire_time, state.job_create_time):
             assert moment is None or moment.utcoffset() == timedelta(0)
+        assert JobState.from_dict(state.to_dict()) == state or _has_duplicate_tag(state)
+
+
+def _has_duplicate_tag(state: JobState) -> bool:  # a known bug, see the xfail below
+    return len({k for k, _ in state.tags}) != len(state.tags)
+
+
+@settings(max_examples=100, deadline=None)  # each body is big; 100 keeps this near 3 s
+@given(body=SHAPED_BODIES, region=st.sampled_from(["cn-hangzhou", "ap-southeast-1"]))
+def test_property_parse_page_never_raises_on_shaped_bodies(body: Any, region: str) -> None:
+    _check_page(body, region)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=JSON_VALUES | st.dictionaries(KEYS, JSON_VALUES, max_size=6))
+def test_property_parse_page_never_raises_on_any_json(body: Any) -> None:
+    _check_page(body, "cn-hangzhou")
 
 
 # --- found bugs, kept visible until fixed ---------------------------------------------------
@@ -1127,11 +1190,6 @@ def test_property_parse_page_never_raises(body: Any, region: str) -> None:
         pytest.param(
             '{"SynchronizationInstances": [{"SynchronizationJobId": "j", "Delay": Infinity}]}',
             "delay_seconds",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=OverflowError,
-                reason="BUG: Delay Infinity -> OverflowError in to_job_state int(delay)",
-            ),
             id="delay-infinity",
         ),
         pytest.param(
@@ -1143,50 +1201,30 @@ def test_property_parse_page_never_raises(body: Any, region: str) -> None:
             '{"SynchronizationInstances": [{"SynchronizationJobId": "j",'
             ' "SourceEndpoint": {"Port": Infinity}}]}',
             "source.port",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=OverflowError,
-                reason="BUG: Port Infinity -> OverflowError in loose_int",
-            ),
             id="port-infinity",
         ),
         pytest.param(
             '{"SynchronizationInstances": [{"SynchronizationJobId": "j",'
             ' "DataInitializationStatus": {"Status": "Migrating", "Progress": NaN}}]}',
             "data_init.progress",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: Progress NaN -> ValueError in loose_int -> ValidationError",
-            ),
             id="progress-nan",
         ),
         pytest.param(
             '{"SynchronizationInstances": [{"SynchronizationJobId": "j",'
             ' "Performance": {"RPS": NaN}}]}',
             "rps",
-            marks=pytest.mark.xfail(
-                strict=True, reason="BUG: RPS NaN is kept as nan instead of None"
-            ),
             id="rps-nan",
         ),
         pytest.param(
             '{"SynchronizationInstances": [{"SynchronizationJobId": "j",'
             ' "PrecheckStatus": {"Percent": -Infinity}}]}',
             "precheck.percent",
-            marks=pytest.mark.xfail(
-                strict=True, reason="BUG: Percent -Infinity is kept as -inf instead of None"
-            ),
             id="percent-infinity",
         ),
         pytest.param(
             '{"SynchronizationInstances": [{"SynchronizationJobId": "j",'
             ' "Delay": 1' + "0" * 400 + "}]}",
             "delay_seconds",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=OverflowError,
-                reason="BUG: a 401-digit integer Delay -> OverflowError in loose_float",
-            ),
             id="delay-huge-int",
         ),
     ],
@@ -1202,18 +1240,10 @@ def test_non_finite_and_huge_numbers_become_none(body_text: str, path: str) -> N
     [
         pytest.param(
             '{"TotalRecordCount": NaN}',
-            marks=pytest.mark.xfail(
-                strict=True, reason="BUG: TotalRecordCount NaN -> pydantic ValidationError"
-            ),
             id="total-nan",
         ),
         pytest.param(
             '{"PageNumber": Infinity}',
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=OverflowError,
-                reason="BUG: PageNumber Infinity -> OverflowError in loose_int",
-            ),
             id="page-number-infinity",
         ),
     ],
@@ -1224,12 +1254,6 @@ def test_non_finite_page_fields_become_none(body_text: str) -> None:
     assert page.page_number is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG: a time that converts to UTC outside datetime's range -> OverflowError "
-    "(loose_time catches ValueError from fromisoformat, not OverflowError from astimezone)",
-)
 @pytest.mark.parametrize(
     "fields",
     [
@@ -1243,22 +1267,11 @@ def test_out_of_range_times_become_none(fields: dict[str, Any]) -> None:
     assert state.expire_time is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: duplicate tag keys survive parsing but to_dict turns tags into a dict, "
-    "so from_dict(to_dict(job)) != job",
-)
 def test_duplicate_tag_keys_round_trip() -> None:
     state = parse_one(job(Tags=[{"Key": "env", "Value": "a"}, {"Key": "env", "Value": "b"}]))
     assert JobState.from_dict(state.to_dict()) == state
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: JobKey.parse splits on the first two '/', so a job id containing '/' "
-    "does not survive str() -> parse()",
-)
 def test_job_key_with_slash_in_job_id_round_trips() -> None:
     state = parse_one(job(SynchronizationJobId="dts/odd/id"))
     assert JobKey.parse(str(state.key)) == state.key

@@ -18,6 +18,7 @@ skipped by `parse_page` and counted, not guessed at.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -55,16 +56,19 @@ def loose_str(value: Any) -> str | None:
 
 
 def loose_float(value: Any) -> float | None:
+    """A finite float, or None: NaN, infinities and numbers too big for a float included."""
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        match = _NUMBER.match(value)
-        if match:
+    try:
+        if isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str) and (match := _NUMBER.match(value)):
             number = float(match.group(1))
-            return number if number == number and abs(number) != float("inf") else None
-    return None
+        else:
+            return None
+    except OverflowError:  # an integer with hundreds of digits
+        return None
+    return number if math.isfinite(number) else None
 
 
 def loose_int(value: Any) -> int | None:
@@ -103,7 +107,10 @@ def loose_time(value: Any) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_BEIJING)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 pushed past the range by the offset
+        return None
 
 
 def loose_list(value: Any) -> list[Any]:
@@ -297,7 +304,8 @@ class SynchronizationInstance(ApiModel):
             destination=_endpoint(self.destination_endpoint),
             rps=self.performance.rps if self.performance else None,
             flow_mbps=self.performance.flow if self.performance else None,
-            tags=tuple(sorted((t.key, t.value or "") for t in self.tags if t.key is not None)),
+            # A tag key is unique per resource; if a response repeats one, the last wins.
+            tags=tuple(sorted({t.key: t.value or "" for t in self.tags if t.key}.items())),
             objects=tuple(
                 SyncObject(
                     schema_name=o.schema_name,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -386,16 +386,24 @@ class GenerateSpec(_Spec):
             raise ValueError("delay must be >= 0 (a list must not be empty)")
         return v
 
+    @field_validator("pay_type", mode="before")
+    @classmethod
+    def _pay_type(cls, v: Any) -> str:
+        return _choose(v, ("PrePaid", "PostPaid"), "pay_type")
+
+    def ids(self) -> list[str]:
+        width = max(3, len(str(self.start + self.count - 1)))
+        return [f"{self.id_prefix}{self.start + i:0{width}d}" for i in range(self.count)]
+
     def expand(self) -> list[JobSpec]:
         statuses = self.status if isinstance(self.status, list) else [self.status]
         delays = self.delay if isinstance(self.delay, list) else [self.delay]
-        width = max(3, len(str(self.start + self.count - 1)))
         jobs = []
-        for i in range(self.count):
+        for i, job_id in enumerate(self.ids()):
             number = self.start + i
             jobs.append(
                 JobSpec(
-                    id=f"{self.id_prefix}{number:0{width}d}",
+                    id=job_id,
                     region=self.region,
                     name=f"{self.name_prefix} {number}",
                     status=statuses[i % len(statuses)],
@@ -433,16 +441,24 @@ class Scenario(_Spec):
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         seen: set[JobKey] = set()
-        for job in self.initial_jobs():
-            if job.key in seen:
-                raise ValueError(f"job {job.key} is defined twice")
-            seen.add(job.key)
-            if self.regions is not None and job.region not in self.regions:
+        for key, region in self._initial_keys():
+            if key in seen:
+                raise ValueError(f"job {key} is defined twice")
+            seen.add(key)
+            if self.regions is not None and region not in self.regions:
                 raise ValueError(
-                    f"job {job.key} is in region {job.region!r}, which is not listed in"
+                    f"job {key} is in region {region!r}, which is not listed in"
                     f" regions {self.regions}"
                 )
         return self
+
+    def _initial_keys(self) -> Iterator[tuple[JobKey, str]]:
+        """(key, region) of every initial job, without building the generated ones."""
+        for job in self.jobs:
+            yield job.key, job.region
+        for block in self.generate:
+            for job_id in block.ids():
+                yield JobKey(job_id, "Forward"), block.region
 
     def initial_jobs(self) -> list[JobSpec]:
         """The jobs at step 0: `jobs` in file order, then each `generate` block's."""
@@ -456,8 +472,10 @@ class Scenario(_Spec):
         if self.regions is not None:
             return list(self.regions)
         found: dict[str, None] = {}
-        for job in self.initial_jobs():
+        for job in self.jobs:
             found.setdefault(job.region)
+        for block in self.generate:
+            found.setdefault(block.region)
         for step in self.steps:
             for job in step.add:
                 found.setdefault(job.region)
@@ -521,11 +539,11 @@ def parse_scenario(text: str, source: str = "<string>", name: str | None = None)
     except ValidationError as exc:
         raise ScenarioError(f"{source}: {describe_validation_error(exc)}") from None
     # Dry-run the timeline: a step naming a missing job fails now, not mid-demo.
-    state = ScenarioState(scenario)
-    try:
-        state.advance(len(scenario.steps))
-    except ScenarioError as exc:
-        raise ScenarioError(f"{source}: {exc}") from None
+    if scenario.steps:
+        try:
+            ScenarioState(scenario).advance(len(scenario.steps))
+        except ScenarioError as exc:
+            raise ScenarioError(f"{source}: {exc}") from None
     return scenario
 
 
@@ -562,7 +580,10 @@ class ScenarioState:
         self.step = 0
         self.note = ""
         self._jobs: dict[JobKey, JobSpec] = {}
-        self._created = 0  # how many jobs were ever added: the default creation times
+        # When each job was created, for jobs whose spec does not say: a fixed base time
+        # plus a little per job ever added, so the same scenario always serves the same.
+        self._created_at: dict[JobKey, datetime] = {}
+        self._created = 0
         self._drift = 0
         # job -> (the spec it was rendered from, its API JSON); specs are immutable, so an
         # entry is valid as long as the job's current spec *is* that spec.
@@ -619,9 +640,13 @@ class ScenarioState:
         cached = self._rendered.get(job.key)
         if cached is not None and cached[0] is job:
             return cached[1]
-        rendered = job_to_api(job, self.scenario.quirks)
+        rendered = job_to_api(job, self.scenario.quirks, created=self.created_at(job))
         self._rendered[job.key] = (job, rendered)
         return rendered
+
+    def created_at(self, job: JobSpec) -> datetime:
+        """The job's creation time: its own `created`, else the one given when added."""
+        return job.created or self._created_at.get(job.key, _BASE_CREATED)
 
     # -- changing --------------------------------------------------------------------
 
@@ -629,12 +654,11 @@ class ScenarioState:
         spec = job if isinstance(job, JobSpec) else _validate_job(job)
         if spec.key in self._jobs:
             raise ScenarioError(f"job {spec.key} already exists")
-        if spec.created is None:
-            partner = self._jobs.get(JobKey(spec.id, _other(spec.direction)))
-            created = partner.created if partner is not None else None
-            if created is None:
-                created = _BASE_CREATED + timedelta(minutes=37 * self._created)
-            spec = _replace(spec, {"created": created})
+        partner = self._jobs.get(JobKey(spec.id, _other(spec.direction)))
+        if partner is not None:  # the two halves of a two-way instance were created together
+            self._created_at[spec.key] = self.created_at(partner)
+        else:
+            self._created_at[spec.key] = _BASE_CREATED + timedelta(minutes=37 * self._created)
         self._created += 1
         if front:
             first = next((k for k, j in self._jobs.items() if j.region == spec.region), None)
@@ -682,6 +706,7 @@ class ScenarioState:
         if job_key not in self._jobs:
             raise ScenarioError(f"no job {job_key} to remove")
         self._rendered.pop(job_key, None)
+        self._created_at.pop(job_key, None)
         return self._jobs.pop(job_key)
 
     def apply(self, step: StepSpec) -> list[Fault]:
@@ -733,7 +758,10 @@ class ScenarioState:
             "note": self.note,
             "regions": {
                 region: [
-                    job.model_dump(mode="json", by_alias=True, exclude_none=True)
+                    {
+                        **job.model_dump(mode="json", by_alias=True, exclude_none=True),
+                        "created": _utc(self.created_at(job)),
+                    }
                     for job in self.jobs(region)
                 ]
                 for region in self.regions()
@@ -750,13 +778,6 @@ def _validate_job(data: Mapping[str, Any]) -> JobSpec:
         return JobSpec.model_validate(dict(data))
     except ValidationError as exc:
         raise ScenarioError(f"job: {describe_validation_error(exc)}") from None
-
-
-def _replace(spec: JobSpec, update: Mapping[str, Any]) -> JobSpec:
-    """A copy with fields changed *and* marked as set (so later merges keep them)."""
-    data = spec.model_dump(exclude_unset=True, by_alias=True)
-    data.update(update)
-    return JobSpec.model_validate(data)
 
 
 # --------------------------------------------------------------------------------------
@@ -891,13 +912,16 @@ def _stage_json(spec: StageSpec, stage: str, job: JobSpec) -> dict[str, Any]:
     return out
 
 
-def job_to_api(job: JobSpec, quirks: Iterable[str] = ()) -> dict[str, Any]:
+def job_to_api(
+    job: JobSpec, quirks: Iterable[str] = (), created: datetime | None = None
+) -> dict[str, Any]:
     """One SynchronizationInstances entry, as DescribeSynchronizationJobs serves it.
 
-    `quirks` are the scenario-wide ones; the job's own are added to them.
+    `quirks` are the scenario-wide ones; the job's own are added to them. `created` is
+    used when the job does not say when it was created (ScenarioState knows).
     """
     q = set(quirks) | set(job.quirks)
-    created = job.created or _BASE_CREATED
+    created = job.created or created or _BASE_CREATED
     error = job.error_message
     if error is None and job.status in ("Failed", "InitializeFailed"):
         error = _DEFAULT_ERRORS[job.status]

@@ -43,6 +43,7 @@ import logging
 import re
 import signal
 import socket
+import socketserver
 import threading
 import time
 import uuid
@@ -55,6 +56,7 @@ from types import FrameType, TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
+import anyio.to_thread
 from pydantic import ValidationError
 
 from watcher.dts.signing import (
@@ -284,8 +286,6 @@ class Simulator:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        import anyio.to_thread
-
         await anyio.to_thread.run_sync(self.stop)  # joining threads may take a moment
 
     @property
@@ -892,6 +892,14 @@ class _Server(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks up the host's FQDN, which can stall for seconds
+        # where reverse DNS is slow; the name is never used here.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:

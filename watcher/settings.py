@@ -158,6 +158,10 @@ class NatsSettings(_Section):
     def servers(self) -> list[str]:
         return [u.strip() for u in self.url.split(",") if u.strip()]
 
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (self.display_url if name == "url" else value)
+
     @property
     def display_url(self) -> str:
         """The server list with any password in it masked, for logs and errors."""

@@ -1,0 +1,146 @@
+"""Settings: sources, validation messages, secrets, and the NATS connection options."""
+
+from __future__ import annotations
+
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from watcher.publish import connect_options
+from watcher.settings import ConfigError, NatsSettings, load_settings, redact_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("DTS_WATCHER_", "ALIBABA_CLOUD_")):
+            monkeypatch.delenv(name)
+
+
+def test_the_example_config_file_is_valid() -> None:
+    settings = load_settings(ROOT / "config" / "watcher.example.toml")
+    assert settings.dts.regions == ["cn-hangzhou", "cn-shanghai"]
+    assert settings.rules.delay_thresholds == {"warning": 60, "critical": 300}
+
+
+def test_the_example_env_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    for line in (ROOT / "config" / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.dts.regions == ["cn-hangzhou", "cn-shanghai"]
+    assert settings.credentials.access_key_id == "LTAI-your-key-id"
+
+
+def test_environment_beats_file_beats_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "w.toml"
+    config.write_text('[poll]\ninterval = 12\n[nats]\nstream = "FROM_FILE"\n')
+    monkeypatch.setenv("DTS_WATCHER_POLL__INTERVAL", "7")
+    settings = load_settings(config)
+    assert settings.poll.interval == 7
+    assert settings.nats.stream == "FROM_FILE"
+    assert settings.nats.subject_prefix == "dts"
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        ("DTS_WATCHER_DTS__PAGE_SIZE", "25", "DTS_WATCHER_DTS__PAGE_SIZE"),
+        ("DTS_WATCHER_DTS__REGIONS", '["cn hangzhou"]', "DTS_WATCHER_DTS__REGIONS"),
+        ("DTS_WATCHER_DTS__ENDPOINT", "ftp://x", "DTS_WATCHER_DTS__ENDPOINT"),
+        ("DTS_WATCHER_NATS__DUPLICATE_WINDOW", "30", "DTS_WATCHER_NATS__DUPLICATE_WINDOW"),
+        ("DTS_WATCHER_RULES__DELAY_THRESHOLDS", '{"ok": 5}', "DTS_WATCHER_RULES__DELAY_THRESHOLDS"),
+        (
+            "DTS_WATCHER_RULES__DELAY_THRESHOLDS",
+            '{"a": 5, "b": 5}',
+            "DTS_WATCHER_RULES__DELAY_THRESHOLDS",
+        ),
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAI", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+    ],
+)
+def test_invalid_values_name_the_setting(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError, match=named):
+        load_settings()
+
+
+def test_secrets_are_masked_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIkey")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "very-secret")
+    monkeypatch.setenv("DTS_WATCHER_NATS__URL", "nats://alice:nats-pw@host:4222,nats://b:4222")
+    settings = load_settings()
+    text = repr(settings) + str(settings.masked()) + settings.nats.display_url
+    assert "very-secret" not in text and "nats-pw" not in text
+    assert settings.masked()["nats"]["url"] == "nats://alice:**********@host:4222,nats://b:4222"
+
+
+def test_redact_url_leaves_plain_urls_alone() -> None:
+    assert redact_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+    assert redact_url("tls://u:p@h:1") == "tls://u:**********@h:1"
+
+
+def test_connect_options_cover_every_auth_method(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    settings = NatsSettings(
+        url="nats://a:4222, nats://b:4222",
+        user="u",
+        password="p",
+        token="t",
+        nkey_seed_file=tmp_path / "seed.nk",
+        creds_file=tmp_path / "user.creds",
+        tls_ca_file=cert,
+        tls_cert_file=cert,
+        tls_key_file=key,
+    )
+    options = connect_options(settings)
+    assert options["servers"] == ["nats://a:4222", "nats://b:4222"]
+    assert (options["user"], options["password"], options["token"]) == ("u", "p", "t")
+    assert options["nkeys_seed"] == str(tmp_path / "seed.nk")
+    assert options["user_credentials"] == str(tmp_path / "user.creds")
+    assert isinstance(options["tls"], ssl.SSLContext)
+    assert options["max_reconnect_attempts"] == -1
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A throwaway certificate and key (cryptography comes with the dev extra)."""
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert, key

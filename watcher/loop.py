@@ -28,11 +28,13 @@ from watcher import __version__
 from watcher.detect import Detection, Memory, Rules, detect
 from watcher.dts.client import DtsClient
 from watcher.dts.credentials import StaticProvider
-from watcher.events import Event, watcher_event
+from watcher.events import Event, Severity, format_time, watcher_event
+from watcher.faults import crash_point
 from watcher.logs import get_logger
 from watcher.publish import Publisher, PublishError
 from watcher.settings import Settings, settings_digest
 from watcher.snapshot import Snapshot
+from watcher.source_health import SourceHealth, track
 from watcher.store import Store
 
 log = get_logger("watcher.loop")
@@ -89,7 +91,13 @@ class Watcher:
         self._now = now
         self._baseline: Snapshot | None = None
         self._memory = Memory()
+        self._health = SourceHealth()
         self._wake = anyio.Event()
+
+    @property
+    def baseline(self) -> Snapshot | None:
+        """The last known state of every tracked job (None before the first cycle)."""
+        return self._baseline
 
     # -- one cycle -------------------------------------------------------------------------
 
@@ -101,10 +109,11 @@ class Watcher:
         detection: Detection = detect(
             self._baseline, snapshot, self._memory, self.rules, self._now()
         )
-        events = list(detection.events)
-        if not snapshot.complete:
-            events.append(self._incomplete_event(snapshot))
-        await anyio.to_thread.run_sync(self._commit, detection, events[len(detection.events) :])
+        own = self._health_events(snapshot)
+        events = [*detection.events, *own]
+        crash_point("before_commit")
+        await anyio.to_thread.run_sync(self._commit, detection, own)
+        crash_point("after_commit")
         self._baseline, self._memory = detection.baseline, detection.memory
         self._count(snapshot, events)
         for event in events:
@@ -127,13 +136,22 @@ class Watcher:
         if extra:
             self.store.add_events(extra, prefix)
 
-    def _incomplete_event(self, snapshot: Snapshot) -> Event:
-        regions = {
-            name: {"error_code": r.error_code, "error": r.error}
-            for name, r in sorted(snapshot.regions.items())
-            if not r.complete
-        }
-        return watcher_event("cycle_incomplete", "warning", self._now(), {"regions": regions})
+    def _health_events(self, snapshot: Snapshot) -> list[Event]:
+        """cycle_incomplete for this cycle, and source_unavailable / source_recovered."""
+        now = self._now()
+        events: list[Event] = []
+        if not snapshot.complete:
+            regions = {
+                name: {"error_code": r.error_code, "error": r.error}
+                for name, r in sorted(snapshot.regions.items())
+                if not r.complete
+            }
+            events.append(watcher_event("cycle_incomplete", "warning", now, {"regions": regions}))
+        said, self._health = track(
+            self._health, snapshot, self.settings.health.unavailable_after, now
+        )
+        events += [watcher_event(kind, severity, now, data) for kind, severity, data in said]
+        return events
 
     def _count(self, snapshot: Snapshot, events: list[Event]) -> None:
         c = self.counters
@@ -172,6 +190,33 @@ class Watcher:
                 await self._wake.wait()
             self._wake = anyio.Event()
 
+    # -- heartbeat -------------------------------------------------------------------------
+
+    def heartbeat_data(self) -> dict[str, Any]:
+        jobs = self._baseline.jobs.values() if self._baseline is not None else ()
+        by_status: dict[str, int] = {}
+        for job in jobs:
+            by_status[job.status] = by_status.get(job.status, 0) + 1
+        c = self.counters
+        return {
+            "jobs": sum(by_status.values()),
+            "jobs_by_status": dict(sorted(by_status.items())),
+            "cycles": c.cycles,
+            "incomplete_cycles": c.incomplete_cycles,
+            "events_emitted": dict(sorted(c.events.items())),
+            "outbox_depth": self.store.outbox_depth(),
+            "last_complete_cycle": format_time(c.last_complete) if c.last_complete else None,
+            "regions_unavailable": sorted(
+                name for name, h in self._health.regions.items() if h.announced
+            ),
+            "nats_connected": self.publisher.connected,
+        }
+
+    async def _heartbeat_forever(self, interval: float) -> None:
+        while True:
+            await anyio.sleep(interval)
+            self._emit_own("heartbeat", "info", self.heartbeat_data())
+
     # -- the service -----------------------------------------------------------------------
 
     async def run(self, stop: anyio.Event | None = None, *, handle_signals: bool = True) -> None:
@@ -183,6 +228,8 @@ class Watcher:
             if handle_signals:
                 tg.start_soon(_stop_on_signal, stop)
             tg.start_soon(self._publish_forever)
+            if self.settings.health.heartbeat_interval > 0:
+                tg.start_soon(self._heartbeat_forever, self.settings.health.heartbeat_interval)
             while not stop.is_set():
                 began = time.monotonic()
                 try:
@@ -207,9 +254,10 @@ class Watcher:
             "regions": list(self.settings.dts.regions),
         }
 
-    def _emit_own(self, kind: str, severity: Any, data: dict[str, Any]) -> None:
+    def _emit_own(self, kind: str, severity: Severity, data: dict[str, Any]) -> None:
         event = watcher_event(kind, severity, self._now(), data)
         self.store.add_events([event], self.settings.nats.subject_prefix)
+        self.counters.events[event.type] = self.counters.events.get(event.type, 0) + 1
         event_log.info("event", **event.log_fields())
         self._wake.set()
 
@@ -224,7 +272,11 @@ async def _stop_on_signal(stop: anyio.Event) -> None:
 
 @asynccontextmanager
 async def open_watcher(
-    settings: Settings, config_file: str | None = None, **client_options: Any
+    settings: Settings,
+    config_file: str | None = None,
+    *,
+    now: Callable[[], datetime] | None = None,
+    **client_options: Any,
 ) -> AsyncIterator[Watcher]:
     """Build a Watcher from settings and close everything it opened on the way out.
 
@@ -236,7 +288,10 @@ async def open_watcher(
         publisher = Publisher(settings.nats, store)
         async with DtsClient(settings.dts, provider, **client_options) as client:
             try:
-                yield Watcher(settings, client, store, publisher)
+                if now is None:
+                    yield Watcher(settings, client, store, publisher)
+                else:
+                    yield Watcher(settings, client, store, publisher, now=now)
             finally:
                 with anyio.CancelScope(shield=True):
                     await publisher.close()

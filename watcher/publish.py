@@ -29,6 +29,7 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js.api import StorageType, StreamConfig
 
+from watcher.faults import crash_point
 from watcher.logs import get_logger
 from watcher.settings import NatsSettings
 from watcher.store import OutboxEntry, Store
@@ -198,6 +199,7 @@ class Publisher:
                     return total
                 await self.ensure_stream()
                 acked = await self._publish_batch(entries)
+                crash_point("after_publish")
                 await anyio.to_thread.run_sync(self.store.acknowledge, acked)
                 total += len(acked)
                 self.stats.published += len(acked)

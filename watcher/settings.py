@@ -205,6 +205,13 @@ class RulesSettings(_Section):
         return value
 
 
+class HealthSettings(_Section):
+    unavailable_after: int = Field(
+        3, ge=1, description="incomplete cycles before a region is announced unavailable"
+    )
+    heartbeat_interval: float = Field(60.0, ge=0, description="seconds; 0 = no heartbeat")
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -224,6 +231,7 @@ class Settings(BaseSettings):
     poll: PollSettings = Field(default_factory=PollSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

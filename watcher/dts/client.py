@@ -38,7 +38,7 @@ import anyio
 import httpx
 
 from watcher.dts import signing
-from watcher.dts.credentials import CredentialsProvider
+from watcher.dts.credentials import Credentials, CredentialsProvider
 from watcher.dts.models import ApiError, PageParse, parse_page
 from watcher.logs import get_logger
 from watcher.settings import DtsSettings
@@ -299,7 +299,7 @@ class DtsClient:
                 if exc.code == "InvalidSecurityToken.Expired" and not refreshed:
                     refreshed = True
                     log.warning("dts.token_expired", region=region, request_id=exc.request_id)
-                    await self._credentials.refresh()
+                    await self._credentials_call(region, refresh=True)
                     attempt -= 1  # a refresh is not a failed try
                     continue
                 if not exc.retryable or attempt >= attempts:
@@ -326,7 +326,7 @@ class DtsClient:
 
     async def _send(self, region: str, params: dict[str, str]) -> dict[str, Any]:
         await self._limiters[region].acquire()
-        credentials = await self._credentials.get()
+        credentials = await self._credentials_call(region)
         scheme, host = self._endpoint(region)
         request = signing.sign_request(
             method="GET",
@@ -365,6 +365,17 @@ class DtsClient:
                 retryable=True,
             ) from None
         return self._decode(region, response)
+
+    async def _credentials_call(self, region: str, refresh: bool = False) -> Credentials:
+        """Credentials from the provider; its failure fails the region, not the cycle."""
+        try:
+            if refresh:
+                return await self._credentials.refresh()
+            return await self._credentials.get()
+        except Exception as exc:
+            raise DtsError(
+                f"credentials unavailable: {exc}", code="CredentialsUnavailable", region=region
+            ) from None
 
     def _endpoint(self, region: str) -> tuple[str, str]:
         if self.settings.endpoint:

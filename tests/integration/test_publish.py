@@ -171,3 +171,30 @@ async def test_authentication(
             await refused.close()
         secret = next(iter(bad.values())) if "token" in bad else bad["password"]
         assert secret not in str(caught.value)
+
+
+async def test_an_event_leaves_the_outbox_only_once_jetstream_acknowledged_it(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    from nats.js.api import DiscardPolicy
+
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    # A stream that refuses new messages past 3: JetStream answers the rest with an error.
+    await js.add_stream(
+        name="DTS_EVENTS", subjects=["dts.>"], max_msgs=3, discard=DiscardPolicy.NEW
+    )
+    pub = publisher(tmp_path, nats_server.url)
+    pub.store.add_events(events(5), "dts")
+    try:
+        with pytest.raises(PublishError, match="not acknowledged"):
+            await pub.drain()
+        assert [e.id for e in pub.store.pending()] == ["evt-3", "evt-4"]  # kept, in order
+        await js.update_stream(
+            name="DTS_EVENTS", subjects=["dts.>"], max_msgs=-1, discard=DiscardPolicy.NEW
+        )
+        assert await pub.drain() == 2
+    finally:
+        await pub.close()
+        await nc.close()
+    assert [e["id"] for e in await read_stream(nats_server.url)] == [f"evt-{i}" for i in range(5)]

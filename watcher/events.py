@@ -147,6 +147,8 @@ class Event:
                 direction=self.data.get("direction"),
                 status=self.data.get("status"),
             )
+        else:
+            fields["data"] = dict(self.data)  # small, and what an operator needs to see
         for key in ("previous_status", "level", "previous_level", "delay_seconds", "stage"):
             if key in self.data:
                 fields[key] = self.data[key]

@@ -63,11 +63,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from watcher.dts.client import DtsClient
-    from watcher.dts.credentials import CredentialsError, StaticProvider
+    from watcher.dts.credentials import CredentialsError, provider_from_settings
 
     settings = _settings(args)
     try:
-        provider = StaticProvider.from_config(settings.credentials, args.config)
+        provider = provider_from_settings(settings, args.config)
     except CredentialsError as exc:
         raise UsageError(str(exc)) from None
 

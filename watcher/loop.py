@@ -27,7 +27,7 @@ import anyio
 from watcher import __version__
 from watcher.detect import Detection, Memory, Rules, detect
 from watcher.dts.client import DtsClient
-from watcher.dts.credentials import StaticProvider
+from watcher.dts.credentials import provider_from_settings
 from watcher.events import Event, Severity, format_time, watcher_event
 from watcher.faults import crash_point
 from watcher.logs import get_logger
@@ -282,7 +282,7 @@ async def open_watcher(
 
     Raises CredentialsError or StateError before anything runs if those are unusable.
     """
-    provider = StaticProvider.from_config(settings.credentials, config_file)
+    provider = provider_from_settings(settings, config_file)
     store = await anyio.to_thread.run_sync(Store.open, settings.state.file)
     try:
         publisher = Publisher(settings.nats, store)

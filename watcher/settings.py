@@ -79,15 +79,7 @@ class DtsSettings(_Section):
     @field_validator("endpoint")
     @classmethod
     def _endpoint_is_url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        value = value.strip().rstrip("/")
-        if "://" not in value:
-            value = f"https://{value}"
-        scheme, _, rest = value.partition("://")
-        if scheme not in {"http", "https"} or not rest or "/" in rest:
-            raise ValueError(f"{value!r} is not an http(s)://host[:port] URL")
-        return value
+        return _http_url(value)
 
     @field_validator("tags")
     @classmethod
@@ -99,10 +91,84 @@ class DtsSettings(_Section):
         return value
 
 
+_SESSION_NAME = re.compile(r"^[A-Za-z0-9_.@\-]{2,64}$")
+
+
+def _http_url(value: str | None) -> str | None:
+    """`host[:port]` or `http(s)://host[:port]` -> a URL without a trailing slash."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip().rstrip("/")
+    if "://" not in value:
+        value = f"https://{value}"
+    scheme, _, rest = value.partition("://")
+    if scheme not in {"http", "https"} or not rest or "/" in rest:
+        raise ValueError(f"{value!r} is not an http(s)://host[:port] URL")
+    return value
+
+
 class CredentialsSettings(_Section):
+    """Where the DTS credentials come from; the chain order is in docs/credentials.md."""
+
+    # 1. a static access key (optionally an STS token)
     access_key_id: str | None = None
     access_key_secret: SecretStr | None = None
     security_token: SecretStr | None = None
+    # 2. RRSA: an OIDC token exchanged for a RAM role (Kubernetes on ACK)
+    role_arn: str | None = Field(None, description="RAM role to assume with the OIDC token")
+    oidc_provider_arn: str | None = None
+    oidc_token_file: Path | None = Field(None, description="re-read on every refresh")
+    role_session_name: str | None = Field(None, description="default: dts-watcher-<unix time>")
+    role_session_duration: int = Field(3600, ge=900, le=43200, description="seconds")
+    sts_endpoint: str | None = Field(None, description="default https://sts.aliyuncs.com")
+    sts_region: str | None = Field(None, description="use sts.<region>.aliyuncs.com")
+    # 3. a profile of the Alibaba Cloud CLI's config file
+    profile: str | None = Field(None, description="default: the file's `current`, or default")
+    profile_file: Path | None = Field(None, description="default ~/.aliyun/config.json")
+    # 4. the ECS instance RAM role (metadata service); only when asked for
+    ecs_ram_role: str | None = Field(None, description="role name; enables the ECS source")
+    ecs_metadata_enabled: bool = Field(
+        False, description="use the ECS RAM role even without a name (it is discovered)"
+    )
+    ecs_metadata_url: str = "http://100.100.100.200"
+    imdsv1_disabled: bool = Field(False, description="never fall back to tokenless IMDSv1")
+
+    @field_validator("sts_endpoint")
+    @classmethod
+    def _sts_url(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
+    @field_validator("ecs_metadata_url")
+    @classmethod
+    def _metadata_url(cls, value: str) -> str:
+        url = _http_url(value)
+        if url is None:
+            raise ValueError("the metadata service URL cannot be empty")
+        return url
+
+    @field_validator("sts_region")
+    @classmethod
+    def _sts_region(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION.match(value):
+            raise ValueError(f"{value!r} is not a region id like 'cn-hangzhou'")
+        return value
+
+    @field_validator("role_session_name")
+    @classmethod
+    def _session_name(cls, value: str | None) -> str | None:
+        if value is not None and not _SESSION_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a role session name (2 to 64 letters, digits, '.', '@', "
+                "'-' or '_')"
+            )
+        return value
+
+    @field_validator("role_arn", "oidc_provider_arn", "ecs_ram_role", "profile")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return value.strip() or None
 
     @model_validator(mode="after")
     def _pairs(self) -> CredentialsSettings:
@@ -212,6 +278,13 @@ class HealthSettings(_Section):
     heartbeat_interval: float = Field(60.0, ge=0, description="seconds; 0 = no heartbeat")
 
 
+class HttpSettings(_Section):
+    """The health and metrics endpoint (/healthz, /readyz, /metrics); see watcher/http.py."""
+
+    port: int = Field(0, ge=0, le=65535, description="TCP port; 0 = no HTTP endpoint")
+    host: str = Field("0.0.0.0", description="address to listen on")  # noqa: S104
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -233,6 +306,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = Field(default_factory=RulesSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -271,6 +345,16 @@ class _AlibabaEnvSource(PydanticBaseSettingsSource):
         "ALIBABA_CLOUD_ACCESS_KEY_ID": "access_key_id",
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "access_key_secret",
         "ALIBABA_CLOUD_SECURITY_TOKEN": "security_token",
+        "ALIBABA_CLOUD_ROLE_ARN": "role_arn",
+        "ALIBABA_CLOUD_OIDC_PROVIDER_ARN": "oidc_provider_arn",
+        "ALIBABA_CLOUD_OIDC_TOKEN_FILE": "oidc_token_file",
+        "ALIBABA_CLOUD_ROLE_SESSION_NAME": "role_session_name",
+        "ALIBABA_CLOUD_STS_ENDPOINT": "sts_endpoint",
+        "ALIBABA_CLOUD_STS_REGION": "sts_region",
+        "ALIBABA_CLOUD_PROFILE": "profile",
+        "ALIBABA_CLOUD_CONFIG_FILE": "profile_file",
+        "ALIBABA_CLOUD_ECS_METADATA": "ecs_ram_role",
+        "ALIBABA_CLOUD_IMDSV1_DISABLED": "imdsv1_disabled",
     }
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:

@@ -588,6 +588,9 @@ class ScenarioState:
         # job -> (the spec it was rendered from, its API JSON); specs are immutable, so an
         # entry is valid as long as the job's current spec *is* that spec.
         self._rendered: dict[JobKey, tuple[JobSpec, dict[str, Any]]] = {}
+        # Bumped by every change to the jobs, so a reader can cache what it derived from
+        # them (the server caches selections per version).
+        self.version = 0
         for job in scenario.initial_jobs():
             self.add_job(job)
 
@@ -619,20 +622,17 @@ class ScenarioState:
         """The jobs a DescribeSynchronizationJobs call with these filters lists, in order."""
         wanted_tags = list(tags)
         needle = name.lower() if name else None
-        out = []
-        for job in self._jobs.values():
-            if job.region != region:
-                continue
-            if needle is not None and needle not in display_name(job).lower():
-                continue
-            if resource_group and job.resource_group != resource_group:
-                continue
-            if any(
-                key not in job.tags or (value is not None and job.tags[key] != value)
-                for key, value in wanted_tags
-            ):
-                continue
-            out.append(job)
+        # One pass per filter actually given: with 10,000 jobs this is served for every
+        # page request that misses the server's cache, so the common case stays one loop.
+        out = [job for job in self._jobs.values() if job.region == region]
+        if needle is not None:
+            out = [job for job in out if needle in display_name(job).lower()]
+        if resource_group:
+            out = [job for job in out if job.resource_group == resource_group]
+        for key, value in wanted_tags:
+            out = [
+                job for job in out if key in job.tags and (value is None or job.tags[key] == value)
+            ]
         return out
 
     def render(self, job: JobSpec) -> dict[str, Any]:
@@ -660,6 +660,7 @@ class ScenarioState:
         else:
             self._created_at[spec.key] = _BASE_CREATED + timedelta(minutes=37 * self._created)
         self._created += 1
+        self.version += 1
         if front:
             first = next((k for k, j in self._jobs.items() if j.region == spec.region), None)
             if first is not None:
@@ -699,6 +700,7 @@ class ScenarioState:
         except ValidationError as exc:
             raise ScenarioError(f"job {job_key}: {describe_validation_error(exc)}") from None
         self._jobs[job_key] = updated
+        self.version += 1
         return updated
 
     def remove_job(self, key: JobKey | str) -> JobSpec:
@@ -707,6 +709,7 @@ class ScenarioState:
             raise ScenarioError(f"no job {job_key} to remove")
         self._rendered.pop(job_key, None)
         self._created_at.pop(job_key, None)
+        self.version += 1
         return self._jobs.pop(job_key)
 
     def apply(self, step: StepSpec) -> list[Fault]:

@@ -57,8 +57,17 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    print(json.dumps(settings.masked(), indent=2, default=str))
-    return EXIT_OK
+    print(json.dumps(settings.masked(), indent=2, default=str), flush=True)
+    if not args.probe:
+        return EXIT_OK
+    from watcher.probe import probe
+
+    # The verdicts are the output here: keep the info-level log lines out of their way.
+    configure_logging(args.log_level or "warning", args.log_format or settings.log.format)
+    verdicts = anyio.run(probe, settings, args.config)
+    for verdict in verdicts:  # on stderr: stdout stays one JSON document
+        print(verdict, file=sys.stderr)
+    return EXIT_OK if all(v.ok for v in verdicts) else EXIT_FAILED
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -83,6 +92,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from watcher.dts.credentials import CredentialsError
+    from watcher.http import HttpServeError
     from watcher.loop import open_watcher
     from watcher.store import StateError
 
@@ -94,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         anyio.run(serve)
-    except (CredentialsError, StateError) as exc:
+    except (CredentialsError, StateError, HttpServeError) as exc:
         raise UsageError(str(exc)) from None
     return EXIT_OK
 
@@ -128,11 +138,38 @@ def cmd_once(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
 
+def _event_kinds() -> tuple[str, ...]:
+    from watcher.events import JOB_KINDS, WATCHER_KINDS
+
+    return (*JOB_KINDS, *WATCHER_KINDS)
+
+
 def cmd_tail(args: argparse.Namespace) -> int:
-    from watcher.tail import tail
+    from watcher.tail import Filters, TailOptions, TailUsageError, color_wanted, parse_since, tail
 
     settings = _settings(args)
-    return anyio.run(tail, settings, args.subject, args.json, args.count, args.wait)
+    try:
+        options = TailOptions(
+            subject=args.subject,
+            raw_json=args.json,
+            count=args.count,
+            wait=args.wait,
+            filters=Filters(
+                regions=tuple(args.region or ()),
+                jobs=tuple(args.job or ()),
+                kinds=tuple(args.kind or ()),
+                min_severity=args.min_severity,
+            ),
+            since=parse_since(args.since) if args.since else None,
+            color=color_wanted(args.color, sys.stdout),
+        )
+    except TailUsageError as exc:
+        raise UsageError(str(exc)) from None
+
+    async def run() -> int:
+        return await tail(settings, options)
+
+    return anyio.run(run)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -206,8 +243,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print raw CloudEvents envelopes")
     p.add_argument("--count", type=_positive_int, metavar="N", help="exit after N events")
     p.add_argument("--wait", type=_positive_float, metavar="SECONDS", help="exit after SECONDS")
+    p.add_argument(
+        "--region", action="append", metavar="REGION", help="only this region's job events"
+    )
+    p.add_argument("--job", action="append", metavar="JOB_ID", help="only this job's events")
+    p.add_argument(
+        "--kind",
+        action="append",
+        choices=sorted(_event_kinds()),
+        metavar="KIND",
+        help="only events of this kind, e.g. status_changed (repeatable)",
+    )
+    p.add_argument(
+        "--min-severity",
+        choices=["info", "warning", "critical"],
+        help="only events at least this severe",
+    )
+    p.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="first replay what the stream kept since WHEN (1h, 30m, 90s, 1h30m, 2d, or an "
+        "ISO 8601 time), then go on live",
+    )
+    p.add_argument(
+        "--color",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="colour by severity (default: only on a terminal, and not if NO_COLOR is set)",
+    )
     add("schema", cmd_schema, "print the JSON Schema of the events")
-    add("check-config", cmd_check_config, "validate and print the effective configuration")
+    p = add("check-config", cmd_check_config, "validate and print the effective configuration")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="also call DTS once per region and connect to NATS, and say what is wrong "
+        "(exit 1 if anything is)",
+    )
     p = add("snapshot", cmd_snapshot, "fetch once and print the normalized jobs as JSON")
     p.add_argument("--pretty", action="store_true", help="indent the JSON")
     p = add("simulate", cmd_simulate, "run the DTS simulator alone")

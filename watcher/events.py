@@ -149,9 +149,11 @@ class Event:
             )
         else:
             fields["data"] = dict(self.data)  # small, and what an operator needs to see
+        # "level" would clash with the log line's own level: delay levels are renamed.
+        renamed = {"level": "delay_level", "previous_level": "previous_delay_level"}
         for key in ("previous_status", "level", "previous_level", "delay_seconds", "stage"):
             if key in self.data:
-                fields[key] = self.data[key]
+                fields[renamed.get(key, key)] = self.data[key]
         return fields
 
 

@@ -30,7 +30,9 @@ from watcher.dts.client import DtsClient
 from watcher.dts.credentials import provider_from_settings
 from watcher.events import Event, Severity, format_time, watcher_event
 from watcher.faults import crash_point
+from watcher.http import HttpServeError, serve_http
 from watcher.logs import get_logger
+from watcher.metrics import Metrics
 from watcher.publish import Publisher, PublishError
 from watcher.settings import Settings, settings_digest
 from watcher.snapshot import Snapshot
@@ -81,8 +83,11 @@ class Watcher:
         publisher: Publisher,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.metrics.bind(self)
         self.client = client
         self.store = store
         self.publisher = publisher
@@ -120,6 +125,8 @@ class Watcher:
             event_log.info("event", **event.log_fields())
         self._wake.set()
         duration = time.monotonic() - started
+        self.metrics.observe_cycle(duration, snapshot.complete, self._now())
+        self.metrics.observe_events(events)
         log.info(
             "cycle.done",
             complete=snapshot.complete,
@@ -165,11 +172,18 @@ class Watcher:
 
     # -- publishing ------------------------------------------------------------------------
 
+    async def _drain(self) -> None:
+        """One drain of the outbox, timed for the publish-latency metric."""
+        began = time.monotonic()
+        count = await self.publisher.drain()
+        if count:
+            self.metrics.observe_publish(count, time.monotonic() - began)
+
     async def flush(self, within: float) -> bool:
         """Drain the outbox now, for at most `within` seconds; True if it is empty after."""
         with anyio.move_on_after(within):
             try:
-                await self.publisher.drain()
+                await self._drain()
             except PublishError as exc:
                 log.warning("publish.deferred", reason=str(exc))
         return await anyio.to_thread.run_sync(self.store.outbox_depth) == 0
@@ -178,7 +192,7 @@ class Watcher:
         backoff = 0.5
         while True:
             try:
-                await self.publisher.drain()
+                await self._drain()
                 backoff = 0.5
             except PublishError as exc:
                 depth = await anyio.to_thread.run_sync(self.store.outbox_depth)
@@ -221,10 +235,24 @@ class Watcher:
 
     async def run(self, stop: anyio.Event | None = None, *, handle_signals: bool = True) -> None:
         stop = stop or anyio.Event()
+        try:
+            await self._serve(stop, handle_signals)
+        except BaseExceptionGroup as group:
+            # A port already in use is a configuration error: raise it as itself.
+            matched, rest = group.split(HttpServeError)
+            if matched is not None and rest is None:
+                raise matched.exceptions[0] from None
+            raise
+
+    async def _serve(self, stop: anyio.Event, handle_signals: bool) -> None:
         interval = self.settings.poll.interval
         jitter = self.settings.poll.jitter
-        self._emit_own("started", "info", self._identity())
         async with anyio.create_task_group() as tg:
+            if self.settings.http.port:
+                await tg.start(
+                    serve_http, self, self.metrics, self.settings.http.host, self.settings.http.port
+                )
+            self._emit_own("started", "info", self._identity())
             if handle_signals:
                 tg.start_soon(_stop_on_signal, stop)
             tg.start_soon(self._publish_forever)
@@ -258,6 +286,7 @@ class Watcher:
         event = watcher_event(kind, severity, self._now(), data)
         self.store.add_events([event], self.settings.nats.subject_prefix)
         self.counters.events[event.type] = self.counters.events.get(event.type, 0) + 1
+        self.metrics.observe_events([event])
         event_log.info("event", **event.log_fields())
         self._wake.set()
 

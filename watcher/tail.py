@@ -1,34 +1,230 @@
-"""`dts-watcher tail`: print events as they are published, one line each (or raw JSON)."""
+"""`dts-watcher tail`: print events as they are published, one line each (or raw JSON).
+
+Live by default: a core NATS subscription, which sees what is published from now on.
+With `--since 1h` (or a timestamp) it first replays what the stream kept since then,
+through an ordered JetStream consumer (ephemeral, flow-controlled, nothing to clean up)
+that starts at that time and then simply carries on with live events.
+
+Filters (`--region`, `--job`, `--kind`, `--min-severity`) are applied to each envelope;
+when they allow it, the subscription itself is narrowed to the matching subjects
+(`<prefix>.job.<region>.<job_id>.<kind>`), so the server filters too. `--region` and
+`--job` match job events only.
+
+Colours: the severity and kind columns take the severity's colour when stdout is a
+terminal and `NO_COLOR` is unset (https://no-color.org); `--color` / `--no-color` decide
+instead. Raw JSON (`--json`) is never coloured.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
 
 import anyio
 import nats
+import nats.js.errors
 from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from watcher.events import parse_envelope, summary
+from watcher.events import (
+    JOB_KINDS,
+    SEVERITIES,
+    WATCHER_KINDS,
+    parse_envelope,
+    subject_token,
+    summary,
+)
 from watcher.publish import connect_options
 from watcher.settings import Settings
+
+KINDS = (*JOB_KINDS, *WATCHER_KINDS)
+
+_RESET = "\x1b[0m"
+_COLOURS = {"info": "\x1b[32m", "warning": "\x1b[33m", "critical": "\x1b[1;31m"}
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+class TailUsageError(ValueError):
+    """A filter combination or a --since value that cannot work; said in one line."""
+
+
+# -- options -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    regions: tuple[str, ...] = ()
+    jobs: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    min_severity: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.kinds if k not in KINDS]
+        if unknown:
+            raise TailUsageError(f"unknown event kind {unknown[0]!r}: one of {', '.join(KINDS)}")
+        if self.min_severity is not None and self.min_severity not in SEVERITIES:
+            raise TailUsageError(f"unknown severity {self.min_severity!r}")
+        if (self.regions or self.jobs) and self.kinds and not set(self.kinds) & set(JOB_KINDS):
+            raise TailUsageError(
+                "--region and --job match job events only, and every --kind given is a "
+                "watcher event kind"
+            )
+
+    @property
+    def active(self) -> bool:
+        return bool(self.regions or self.jobs or self.kinds or self.min_severity)
+
+    def matches(self, document: Mapping[str, Any]) -> bool:
+        kind_type = str(document.get("type", ""))
+        kind = kind_type.rsplit(".", 1)[-1]
+        is_job = kind_type.startswith("dts.job.")
+        data = document.get("data")
+        data = data if isinstance(data, Mapping) else {}
+        if self.kinds and kind not in self.kinds:
+            return False
+        if self.regions and not (is_job and data.get("region") in self.regions):
+            return False
+        if self.jobs and not (is_job and data.get("job_id") in self.jobs):
+            return False
+        if self.min_severity is not None:
+            severity = str(document.get("severity", "info"))
+            rank = SEVERITIES.index(severity) if severity in SEVERITIES else 0
+            if rank < SEVERITIES.index(self.min_severity):
+                return False
+        return True
+
+    def subject(self, prefix: str) -> str:
+        """The narrowest single subject that still carries every matching event."""
+
+        def one(values: Sequence[str]) -> str:
+            return subject_token(values[0]) if len(values) == 1 else "*"
+
+        job_kinds = [k for k in self.kinds if k in JOB_KINDS]
+        if self.regions or self.jobs:
+            kind = job_kinds[0] if len(job_kinds) == 1 else "*"
+            return f"{prefix}.job.{one(self.regions)}.{one(self.jobs)}.{kind}"
+        if self.kinds and len(job_kinds) == len(self.kinds):
+            return f"{prefix}.job.*.*.{one(self.kinds)}"
+        if self.kinds and not job_kinds:
+            return f"{prefix}.watcher.{one(self.kinds)}"
+        return f"{prefix}.>"
+
+
+@dataclass(frozen=True)
+class TailOptions:
+    subject: str | None = None  # overrides the subject derived from the filters
+    raw_json: bool = False
+    count: int | None = None
+    wait: float | None = None
+    filters: Filters = Filters()
+    since: datetime | None = None
+    color: bool = False
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """`90s`, `30m`, `1h`, `1h30m`, `2d`, a bare number of seconds, or an ISO 8601 time
+    (UTC when it has no offset)."""
+    now = now or datetime.now(UTC)
+    value = text.strip().lower()
+    match = _DURATION.match(value) if value else None
+    if match and any(match.groups()):
+        days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+        return now - timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise TailUsageError(
+            f"--since {text!r}: give a duration like 90s, 30m, 1h, 1h30m, 2d or a time like "
+            "2026-11-28T09:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if moment > now:
+        raise TailUsageError(f"--since {text!r} is in the future")
+    return moment
+
+
+def color_wanted(
+    flag: bool | None, stream: TextIO, environ: Mapping[str, str] | None = None
+) -> bool:
+    """--color / --no-color if given; else only on a terminal without NO_COLOR."""
+    if flag is not None:
+        return flag
+    env = os.environ if environ is None else environ
+    if env.get("NO_COLOR") or env.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+
+def render(data: bytes, subject: str, options: TailOptions) -> str | None:
+    """The line to print for one message, or None when the filters reject it."""
+    try:
+        document = parse_envelope(data)
+    except ValueError:
+        if options.filters.active:
+            return None
+        if options.raw_json:
+            return data.decode("utf-8", errors="replace")
+        return f"(not a CloudEvent on {subject})"
+    if not options.filters.matches(document):
+        return None
+    if options.raw_json:
+        return data.decode("utf-8", errors="replace")
+    line = summary(document)
+    return colorize(line, document) if options.color else line
+
+
+def colorize(line: str, document: Mapping[str, Any]) -> str:
+    """Severity and kind columns in the severity's colour (whole line if the layout differs)."""
+    severity = str(document.get("severity", "info"))
+    colour = _COLOURS.get(severity, "")
+    if not colour:
+        return line
+    start = len(str(document.get("time", ""))) + 1
+    end = start + 8 + 1 + 24  # `{severity:<8} {kind:<24}`, as summary() lays them out
+    if not line[start:].startswith(severity):
+        return f"{colour}{line}{_RESET}"
+    head, columns, rest = line[:start], line[start:end], line[end:]
+    text = columns.rstrip()
+    return f"{head}{colour}{text}{_RESET}{columns[len(text) :]}{rest}"
+
+
+# -- the command -------------------------------------------------------------------------
 
 
 async def tail(
     settings: Settings,
-    subject: str | None = None,
-    raw_json: bool = False,
-    count: int | None = None,
-    wait: float | None = None,
+    options: TailOptions | None = None,
+    *,
+    out: TextIO | None = None,
+    ready: Callable[[], None] | None = None,
+    handle_signals: bool = True,
 ) -> int:
-    options = connect_options(settings.nats)
-    options["max_reconnect_attempts"] = 3
+    """Print events until `count` were printed, `wait` seconds passed, or a signal came.
+
+    `ready` is called once the subscription is in place (tests publish after it).
+    """
+    options = options or TailOptions()
+    out = out or sys.stdout
+    subject = options.subject or options.filters.subject(settings.nats.subject_prefix)
+    conn = connect_options(settings.nats)
+    conn["max_reconnect_attempts"] = 3
 
     async def quiet(exc: Exception) -> None:  # the failure is reported once, below
         pass
 
     try:
-        nc = await nats.connect(error_cb=quiet, **options)
+        nc = await nats.connect(error_cb=quiet, **conn)
     except Exception as exc:
         print(
             f"dts-watcher: cannot connect to NATS at {settings.nats.display_url}: "
@@ -36,40 +232,71 @@ async def tail(
             file=sys.stderr,
         )
         return 1
-    seen = 0
+    shown = 0
     done = anyio.Event()
 
     async def show(msg: Msg) -> None:
-        nonlocal seen
+        nonlocal shown
         if done.is_set():
             return
-        if raw_json:
-            line = msg.data.decode("utf-8", errors="replace")
-        else:
-            try:
-                line = summary(parse_envelope(msg.data))
-            except ValueError:
-                line = f"(not a CloudEvent on {msg.subject})"
-        print(line, flush=True)
-        seen += 1
-        if count is not None and seen >= count:
+        line = render(msg.data, msg.subject, options)
+        if line is None:
+            return
+        try:
+            print(line, file=out, flush=True)
+        except BrokenPipeError:  # `dts-watcher tail | head`: the reader is gone
+            done.set()
+            return
+        shown += 1
+        if options.count is not None and shown >= options.count:
             done.set()
 
     try:
-        await nc.subscribe(subject or f"{settings.nats.subject_prefix}.>", cb=show)
+        if options.since is not None:
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=options.since
+            )
+            try:
+                await nc.jetstream().subscribe(
+                    subject,
+                    stream=settings.nats.stream,
+                    cb=show,
+                    ordered_consumer=True,
+                    config=config,
+                )
+            except nats.js.errors.NotFoundError:
+                print(
+                    f"dts-watcher: stream {settings.nats.stream} not found at "
+                    f"{settings.nats.display_url}: nothing to replay (has the watcher run?)",
+                    file=sys.stderr,
+                )
+                return 1
+            except Exception as exc:
+                print(
+                    f"dts-watcher: cannot replay from stream {settings.nats.stream}: "
+                    f"{type(exc).__name__}: {exc}",
+                    file=sys.stderr,
+                )
+                return 1
+        else:
+            await nc.subscribe(subject, cb=show)
         await nc.flush()
+        if ready is not None:
+            ready()
         async with anyio.create_task_group() as tg:
-
-            async def on_signal() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        done.set()
-                        return
-
-            tg.start_soon(on_signal)
-            with anyio.move_on_after(wait if wait is not None else float("inf")):
+            if handle_signals:
+                tg.start_soon(_stop_on_signal, done)
+            with anyio.move_on_after(options.wait if options.wait is not None else float("inf")):
                 await done.wait()
             tg.cancel_scope.cancel()
     finally:
-        await nc.close()
+        with anyio.CancelScope(shield=True):
+            await nc.close()
     return 0
+
+
+async def _stop_on_signal(done: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            done.set()
+            return

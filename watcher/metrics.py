@@ -1,0 +1,280 @@
+"""Prometheus metrics: how the watcher is doing, and what DTS looks like right now.
+
+Two kinds of numbers, kept apart on purpose:
+
+- What happens over time (cycles, events, publishing) is recorded as it happens, through
+  hooks the service calls: `observe_cycle`, `observe_events`, `observe_publish`.
+- What *is* (API requests so far, jobs by status, each job's delay, the outbox depth, the
+  NATS connection) is read from the live watcher at scrape time by a custom collector
+  bound with `bind(watcher)`, so it can never drift from the watcher's own state and
+  costs nothing between scrapes.
+
+So the watcher doubles as a DTS exporter: `dts_watcher_job_delay_seconds` and
+`dts_watcher_jobs` describe the jobs themselves, from the last complete listing (the
+baseline), for teams that alert from Prometheus rather than from events.
+
+Everything lives in a private `CollectorRegistry` (never the global one), so several
+watchers in one process (tests) do not collide. `render()` is what `/metrics` serves; it
+reads the outbox depth in a worker thread (SQLite) before producing the text.
+
+Label cardinality is bounded: regions, outcome codes (DTS error codes), statuses, event
+kinds and severities are small sets. The one label set that grows with the estate is the
+per-job delay gauge: at most `max_job_series` series (default 1000), keeping the jobs
+with the largest delay (those worth alerting on); how many were left out is exported as
+`dts_watcher_job_delay_series_dropped`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter as CounterDict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+import anyio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+from watcher import __version__
+from watcher.dts.client import ClientStats
+from watcher.events import Event
+from watcher.publish import PublishStats
+from watcher.snapshot import Snapshot
+
+PREFIX = "dts_watcher_"
+DEFAULT_MAX_JOB_SERIES = 1000
+
+# A cycle reads every page of every region: from tens of milliseconds (a few jobs) to
+# minutes (tens of thousands of jobs at the default pace of 5 requests/s per region).
+CYCLE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+# One drain of the outbox: pipelined publishes, each waiting for its PubAck.
+PUBLISH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+# -- what the collector reads from the live watcher -------------------------------------
+
+
+class _Client(Protocol):
+    @property
+    def stats(self) -> ClientStats: ...
+
+
+class _Publisher(Protocol):
+    @property
+    def stats(self) -> PublishStats: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+
+class _Store(Protocol):
+    def outbox_depth(self) -> int: ...
+
+
+class WatcherView(Protocol):
+    """The parts of `watcher.loop.Watcher` the metrics read (structural, read-only)."""
+
+    @property
+    def client(self) -> _Client: ...
+
+    @property
+    def publisher(self) -> _Publisher: ...
+
+    @property
+    def store(self) -> _Store: ...
+
+    @property
+    def baseline(self) -> Snapshot | None: ...
+
+
+class Metrics:
+    """The watcher's metrics: hooks for what happens, a collector for what is."""
+
+    def __init__(self, *, max_job_series: int = DEFAULT_MAX_JOB_SERIES) -> None:
+        if max_job_series < 0:
+            raise ValueError("max_job_series cannot be negative")
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.cycle_duration = Histogram(
+            PREFIX + "cycle_duration_seconds",
+            "Duration of one cycle: fetch every region, detect, commit (complete or not).",
+            buckets=CYCLE_BUCKETS,
+            registry=r,
+        )
+        self.cycles = Counter(
+            PREFIX + "cycles",
+            "Cycles run, by result: complete (every page of every region read) or incomplete.",
+            ["result"],
+            registry=r,
+        )
+        for result in ("complete", "incomplete"):
+            self.cycles.labels(result=result)
+        self.last_complete = Gauge(
+            PREFIX + "last_complete_cycle_timestamp_seconds",
+            "Unix time at which the last complete cycle finished (0: none yet).",
+            registry=r,
+        )
+        self.events = Counter(
+            PREFIX + "events",
+            "Events produced (written to the outbox), by kind and severity.",
+            ["kind", "severity"],
+            registry=r,
+        )
+        self.publish_duration = Histogram(
+            PREFIX + "publish_duration_seconds",
+            "Time one drain of the outbox took, from its start to the last PubAck "
+            "(a batch of events, not one event).",
+            buckets=PUBLISH_BUCKETS,
+            registry=r,
+        )
+        self.info = Gauge(
+            PREFIX + "info", "Always 1; the watcher's version as a label.", ["version"], registry=r
+        )
+        self.info.labels(version=__version__).set(1)
+        self._live = _LiveCollector(max_job_series)
+        r.register(self._live)
+
+    # -- hooks the service calls ---------------------------------------------------------
+
+    def bind(self, watcher: WatcherView) -> None:
+        """Read the live state of `watcher` at every scrape from now on."""
+        self._live.watcher = watcher
+
+    def observe_cycle(self, duration_seconds: float, complete: bool, finished_at: datetime) -> None:
+        self.cycle_duration.observe(max(0.0, duration_seconds))
+        self.cycles.labels(result="complete" if complete else "incomplete").inc()
+        if complete:
+            self.last_complete.set(finished_at.timestamp())
+
+    def observe_events(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.events.labels(kind=event.kind, severity=event.severity).inc()
+
+    def observe_publish(self, count: int, seconds: float) -> None:
+        """One drain of the outbox that acknowledged `count` events in `seconds`.
+
+        A drain that published nothing is not observed (it would only skew the latency
+        toward zero).
+        """
+        if count > 0:
+            self.publish_duration.observe(max(0.0, seconds))
+
+    # -- exposition ------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Read what needs I/O (the outbox depth, from SQLite) in a worker thread."""
+        watcher = self._live.watcher
+        if watcher is not None:
+            self._live.outbox_depth = await anyio.to_thread.run_sync(watcher.store.outbox_depth)
+
+    async def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition (body, content type) for an HTTP `Accept` header."""
+        await self.refresh()
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+
+class _LiveCollector:
+    """Reads the bound watcher at scrape time (runs in the event loop's thread)."""
+
+    def __init__(self, max_job_series: int) -> None:
+        self.watcher: WatcherView | None = None
+        self.outbox_depth: int | None = None
+        self.max_job_series = max_job_series
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # names vary with the bound watcher; nothing to check up front
+
+    def collect(self) -> Iterable[Metric]:
+        watcher = self.watcher
+        if watcher is None:
+            return
+        yield from _client_metrics(watcher.client.stats)
+        yield from _publisher_metrics(watcher.publisher, self.outbox_depth)
+        yield from _job_metrics(watcher.baseline, self.max_job_series)
+
+
+def _client_metrics(stats: ClientStats) -> Iterable[Metric]:
+    requests = CounterMetricFamily(
+        PREFIX + "api_requests",
+        "DescribeSynchronizationJobs requests, by region and outcome "
+        "(OK, or the DTS error code, Timeout, ConnectionError, MalformedResponse).",
+        labels=["region", "outcome"],
+    )
+    for (region, outcome), count in sorted(dict(stats.requests).items()):
+        requests.add_metric([region, outcome], count)
+    yield requests
+    for name, text, counts in (
+        ("api_retries", "Requests retried (throttling, 5xx, timeouts), by region.", stats.retries),
+        ("api_pages", "Listing pages read successfully, by region.", stats.pages),
+        (
+            "api_skipped_records",
+            "Job records skipped because they had no job id, by region.",
+            stats.skipped_records,
+        ),
+    ):
+        family = CounterMetricFamily(PREFIX + name, text, labels=["region"])
+        for region, count in sorted(dict(counts).items()):
+            family.add_metric([region], count)
+        yield family
+
+
+def _publisher_metrics(publisher: _Publisher, outbox_depth: int | None) -> Iterable[Metric]:
+    yield GaugeMetricFamily(
+        PREFIX + "nats_connected",
+        "1 while the publisher is connected to NATS, else 0.",
+        value=1 if publisher.connected else 0,
+    )
+    yield CounterMetricFamily(
+        PREFIX + "events_published",
+        "Events acknowledged by JetStream (PubAck) and removed from the outbox.",
+        value=publisher.stats.published,
+    )
+    yield CounterMetricFamily(
+        PREFIX + "publish_failures",
+        "Drains of the outbox that ended with events not acknowledged.",
+        value=publisher.stats.failures,
+    )
+    if outbox_depth is not None:
+        yield GaugeMetricFamily(
+            PREFIX + "outbox_depth",
+            "Events waiting in the outbox for a JetStream acknowledgement.",
+            value=outbox_depth,
+        )
+
+
+def _job_metrics(baseline: Snapshot | None, max_series: int) -> Iterable[Metric]:
+    jobs = GaugeMetricFamily(
+        PREFIX + "jobs",
+        "DTS synchronization jobs in the last known state, by region and status "
+        "(one per direction of a two-way synchronization).",
+        labels=["region", "status"],
+    )
+    delay = GaugeMetricFamily(
+        PREFIX + "job_delay_seconds",
+        "Synchronization delay of each job that reports one, as last read from DTS.",
+        labels=["job_id", "job_name", "region", "direction"],
+    )
+    by_status: CounterDict[tuple[str, str]] = CounterDict()
+    delayed = []
+    for job in baseline or ():
+        by_status[(job.region, job.status)] += 1
+        if job.delay_seconds is not None and math.isfinite(job.delay_seconds):
+            delayed.append(job)
+    for (region, status), count in sorted(by_status.items()):
+        jobs.add_metric([region, status], count)
+    # Keep the largest delays when there are too many jobs: those are the ones to alert on.
+    delayed.sort(key=lambda j: (-(j.delay_seconds or 0), j.key))
+    for job in delayed[:max_series]:
+        delay.add_metric(
+            [job.job_id, job.job_name, job.region, job.direction], float(job.delay_seconds or 0)
+        )
+    yield jobs
+    yield delay
+    yield GaugeMetricFamily(
+        PREFIX + "job_delay_series_dropped",
+        f"Jobs with a delay left out of {PREFIX}job_delay_seconds by the series cap.",
+        value=max(0, len(delayed) - max_series),
+    )

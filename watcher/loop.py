@@ -41,6 +41,7 @@ from watcher.store import Store
 
 log = get_logger("watcher.loop")
 event_log = get_logger("watcher.events")
+_LOG_SLICE = 16  # event log lines written between two chances for the publisher to run
 
 
 def rules_from(settings: Settings) -> Rules:
@@ -121,9 +122,8 @@ class Watcher:
         crash_point("after_commit")
         self._baseline, self._memory = detection.baseline, detection.memory
         self._count(snapshot, events)
-        for event in events:
-            event_log.info("event", **event.log_fields())
-        self._wake.set()
+        self._wake.set()  # the events are safe in the outbox: the publisher may start
+        await self._log_events(events)
         duration = time.monotonic() - started
         self.metrics.observe_cycle(duration, snapshot.complete, self._now())
         self.metrics.observe_events(events)
@@ -136,6 +136,22 @@ class Watcher:
             **({"incomplete": snapshot.incomplete_reasons} if not snapshot.complete else {}),
         )
         return CycleResult(snapshot, events, snapshot.complete, duration)
+
+    async def _log_events(self, events: list[Event]) -> None:
+        """One JSON log line per event, after the publisher had its turn.
+
+        A line costs ~80 µs (the structlog and logging chain): a storm of 10,000 events
+        spends most of a second on them. Written all at once, before the publisher could
+        run, they would hold every event back from JetStream until the last line; so they
+        go in slices, each after the batch being published (if any) is through, and the
+        events reach their consumers first, the log lines right behind.
+        """
+        logger = event_log.bind()  # one bound logger for the lot, not one per line
+        for start in range(0, len(events), _LOG_SLICE):
+            if start:
+                await self.publisher.wait_idle()
+            for event in events[start : start + _LOG_SLICE]:
+                logger.info("event", **event.log_fields())
 
     def _commit(self, detection: Detection, extra: list[Event]) -> None:
         prefix = self.settings.nats.subject_prefix

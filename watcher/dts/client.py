@@ -36,10 +36,11 @@ from typing import Any
 
 import anyio
 import httpx
+import orjson
 
 from watcher.dts import signing
 from watcher.dts.credentials import Credentials, CredentialsProvider
-from watcher.dts.models import ApiError, PageParse, parse_page
+from watcher.dts.models import ApiError, CachedJobs, JobCache, PageParse, parse_page
 from watcher.logs import get_logger
 from watcher.settings import DtsSettings
 from watcher.snapshot import JobKey, JobState, RegionOutcome, Snapshot
@@ -52,6 +53,11 @@ CENTRAL_REGIONS = frozenset(
     {"cn-wulanchabu", "cn-chengdu", "cn-beijing-finance-1", "cn-hangzhou-finance"}
 )
 _MAX_PAGES = 10_000  # 300,000 jobs in one region: past this, something is wrong
+# Requests are paced at 95% of `rate_limit`: DTS counts them as they arrive, and the time
+# from our start to their arrival varies (a garbage collection, a busy event loop, the
+# network) by tens of milliseconds. At exactly the limit, a late request followed by an
+# on-time one puts `rate_limit` + 1 into some second; 5% leaves 50 ms of room per second.
+PACE = 0.95
 _MAX_RETRY_AFTER = 60.0
 
 log = get_logger("watcher.dts")
@@ -106,7 +112,13 @@ class ClientStats:
 
 
 class RateLimiter:
-    """Spaces request starts at least 1/rate seconds apart (a token bucket of size 1)."""
+    """Spaces request starts at least 1/rate seconds apart (a token bucket of size 1).
+
+    Each start is timed from when the previous one really happened, not from when it was
+    due: if the event loop was busy (a page of 30 new jobs takes milliseconds to parse)
+    and a request goes out late, the next waits its full interval after it, rather than
+    several due ones going out together and DTS seeing more than `rate` in a second.
+    """
 
     def __init__(
         self,
@@ -121,12 +133,12 @@ class RateLimiter:
         self._lock = anyio.Lock()
 
     async def acquire(self) -> None:
-        async with self._lock:
+        async with self._lock:  # held while waiting: starts are granted one by one
             now = self._clock()
             start = max(now, self._next)
-            self._next = start + self._interval
-        if start > now:
-            await self._sleep(start - now)
+            if start > now:
+                await self._sleep(start - now)
+            self._next = max(start, self._clock()) + self._interval
 
 
 class DtsClient:
@@ -148,9 +160,8 @@ class DtsClient:
         self._now = now
         self._clock = clock
         self._rand = rand
-        self._limiters = {
-            region: RateLimiter(settings.rate_limit, clock, sleep) for region in settings.regions
-        }
+        pace = settings.rate_limit * PACE
+        self._limiters = {region: RateLimiter(pace, clock, sleep) for region in settings.regions}
         limits = httpx.Limits(
             max_connections=settings.max_concurrent_regions * settings.max_concurrent_pages,
             max_keepalive_connections=settings.max_concurrent_regions
@@ -159,6 +170,8 @@ class DtsClient:
         self._http = httpx.AsyncClient(
             transport=transport, timeout=settings.timeout, limits=limits, trust_env=False
         )
+        # Per region, the jobs of its last complete listing (see JobCache).
+        self._parsed: dict[str, CachedJobs] = {}
 
     async def __aenter__(self) -> DtsClient:
         return self
@@ -225,7 +238,8 @@ class DtsClient:
 
     async def _read_listing(self, region: str) -> tuple[list[JobState], int]:
         size = self.settings.page_size
-        first = await self._page(region, 1)
+        cache = JobCache(self._parsed.get(region))
+        first = await self._page(region, 1, cache)
         total = first.total_record_count
         if total is None or total < 0:
             raise DtsError(
@@ -244,7 +258,7 @@ class DtsClient:
             async def one(number: int, scope: anyio.CancelScope) -> None:
                 async with gate:
                     try:
-                        pages[number] = await self._page(region, number)
+                        pages[number] = await self._page(region, number, cache)
                     except DtsError as exc:  # one failed page fails the listing: stop the rest
                         failures.append(exc)
                         scope.cancel()
@@ -254,15 +268,18 @@ class DtsClient:
                     tg.start_soon(one, number, tg.cancel_scope)
             if failures:
                 raise failures[0]
-        return _assemble(pages, total, size), page_count
+        jobs = _assemble(pages, total, size)
+        self._parsed[region] = cache.seen  # complete and consistent: reused next time
+        return jobs, page_count
 
     # -- one page, with retries ----------------------------------------------------------
 
-    async def _page(self, region: str, number: int) -> PageParse:
+    async def _page(self, region: str, number: int, cache: JobCache | None = None) -> PageParse:
         params = self._params(region, number)
-        body = await self._call(region, params)
+        body, exact = await self._call(region, params)
         try:
-            parsed = parse_page(body, region)
+            # Only orjson's documents may use the cache (see JobCache).
+            parsed = parse_page(body, region, cache if exact else None)
         except Exception as exc:  # a model bug must not take the cycle down
             raise DtsError(
                 f"response could not be interpreted: {type(exc).__name__}",
@@ -287,7 +304,7 @@ class DtsClient:
             params[f"Tag.{index}.Value"] = value
         return params
 
-    async def _call(self, region: str, params: dict[str, str]) -> dict[str, Any]:
+    async def _call(self, region: str, params: dict[str, str]) -> tuple[dict[str, Any], bool]:
         attempts = self.settings.max_attempts
         refreshed = False
         attempt = 0
@@ -324,8 +341,7 @@ class DtsClient:
         ceiling = min(self.settings.backoff_max, growth)
         return self._rand() * ceiling
 
-    async def _send(self, region: str, params: dict[str, str]) -> dict[str, Any]:
-        await self._limiters[region].acquire()
+    async def _send(self, region: str, params: dict[str, str]) -> tuple[dict[str, Any], bool]:
         credentials = await self._credentials_call(region)
         scheme, host = self._endpoint(region)
         request = signing.sign_request(
@@ -344,6 +360,8 @@ class DtsClient:
             now=self._now(),
             nonce=uuid.uuid4().hex,
         )
+        # Paced last, right before the request goes out: what DTS counts is arrivals.
+        await self._limiters[region].acquire()
         try:
             response = await self._http.request(
                 request.method, request.url, headers=request.headers
@@ -383,10 +401,12 @@ class DtsClient:
             return scheme, host
         return "https", endpoint_host(region)
 
-    def _decode(self, region: str, response: httpx.Response) -> dict[str, Any]:
+    def _decode(self, region: str, response: httpx.Response) -> tuple[dict[str, Any], bool]:
+        """The body as a JSON object, and whether orjson decoded it (see `_loads`)."""
         request_id = response.headers.get("x-acs-request-id")
+        exact = False
         try:
-            body = json.loads(response.content)
+            body, exact = _loads(response.content)
         except (ValueError, UnicodeDecodeError):
             body = None
         if response.is_success:
@@ -401,7 +421,7 @@ class DtsClient:
                     retryable=True,
                 )
             self.stats.requests[(region, "OK")] += 1
-            return body
+            return body, exact
         error = ApiError.model_validate(body if isinstance(body, dict) else {})
         code = error.code or f"HTTP{response.status_code}"
         self.stats.requests[(region, code)] += 1
@@ -419,6 +439,30 @@ class DtsClient:
             retryable=retryable,
             retry_after=_retry_after(response),
         )
+
+
+# Every byte that is a digit becomes "0", every other one a space: a run of 19 zeros
+# then marks a number orjson would not decode the way the json module does.
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_NUMBER = b"0" * 19
+
+
+def _loads(content: bytes) -> tuple[Any, bool]:
+    """Decode a body exactly as `json.loads` would, with orjson where that is the same.
+
+    orjson decodes a 90 KB page in about half the time. It refuses what the json module
+    takes beyond the standard (NaN, Infinity, lone surrogates, a BOM, UTF-16): then the
+    json module decodes it, as before. The one thing orjson accepts and decodes
+    differently is an integer beyond 64 bits (it gives a float), hence the check for long
+    runs of digits, which costs a fraction of what orjson saves. Returns (document, True
+    when orjson decoded it).
+    """
+    if _LONG_NUMBER not in content.translate(_DIGITS):
+        try:
+            return orjson.loads(content), True
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(content), False
 
 
 def _retry_after(response: httpx.Response) -> float | None:

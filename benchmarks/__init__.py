@@ -1,0 +1,1 @@
+"""Reproducible performance runs for dts-watcher; see `python -m benchmarks --help`."""

@@ -1,0 +1,736 @@
+"""The benchmark runner: six measures, each against a baseline measured in the same run.
+
+The workload is the simulator (its own process) serving realistic jobs over four
+regions, the real nats-server, and the real watcher in processes of its own (see
+`worker.py`), so CPU time and memory are the watcher's alone. Every figure is a ratio
+against a baseline measured in the same invocation, so the machine's speed cancels out;
+with `--runs N` each figure is the median of N runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import stats, workload
+from benchmarks.simproc import ROOT, SimProcess, clean_env
+
+RATE_LIMIT = 20  # requests per second per region: DTS's own ceiling, the fastest allowed
+INTERVAL = 1.0  # poll interval of measure 4
+
+
+@dataclass
+class Config:
+    jobs: int = 10_000
+    regions: int = 4
+    runs: int = 3
+    only: frozenset[int] = frozenset(range(1, 7))
+    quick: bool = False
+    steady_cycles: int = 3  # measured steady cycles per run (measures 1 and 6)
+    scale: int = 10  # measure 2: detect at jobs and at scale x jobs
+    deepdiff_runs: int = 1
+    latency_seconds: float = 25.0  # measure 4: changes made per run
+    growth_cycles: int = 500  # measure 5
+    growth_jobs: int = 1_000
+    profile: Path | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Config:
+        if args.quick:
+            cfg = cls(
+                jobs=300,
+                runs=1,
+                steady_cycles=2,
+                latency_seconds=5.0,
+                growth_cycles=20,
+                growth_jobs=300,
+                quick=True,
+            )
+        else:
+            cfg = cls()
+        if args.jobs is not None:
+            cfg.jobs = args.jobs
+            cfg.growth_jobs = min(cfg.growth_jobs, args.jobs)
+        if args.runs is not None:
+            cfg.runs = args.runs
+        if args.only:
+            cfg.only = frozenset(args.only)
+        cfg.profile = args.profile
+        return cfg
+
+
+@dataclass
+class Row:
+    number: str
+    measure: str
+    value: str
+    baseline: str
+    ratio: str
+    target: str
+    met: bool | None
+    note: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+# -- plumbing ---------------------------------------------------------------------------
+
+
+def run_worker(mode: str, cfg: dict[str, Any], timeout: float = 3600) -> dict[str, Any]:
+    """Run `benchmarks.worker MODE` in a fresh process; its last stdout line is JSON."""
+    process = subprocess.run(
+        [sys.executable, "-m", "benchmarks.worker", mode, json.dumps(cfg)],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    lines = process.stdout.strip().splitlines()
+    if process.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"worker {mode} failed (exit {process.returncode}):\n{process.stderr[-4000:]}"
+        )
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+async def _drop_stream(url: str, name: str = "DTS_EVENTS") -> None:
+    import nats
+    import nats.js.errors
+
+    nc = await nats.connect(url)
+    try:
+        with suppress(nats.js.errors.NotFoundError):
+            await nc.jetstream().delete_stream(name)
+    finally:
+        await nc.close()
+
+
+def drop_stream(url: str) -> None:
+    """A clean slate: the watcher creates the stream again on its first publish."""
+    asyncio.run(_drop_stream(url))
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def scratch() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="dts-bench-") as folder:
+        yield Path(folder)
+
+
+def _fmt_s(seconds: float) -> str:
+    if math.isnan(seconds) or math.isinf(seconds):
+        return "n/a"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _fmt_n(n: float) -> str:
+    return f"{n:,.0f}"
+
+
+# -- measures 1 and 6: steady cycles ------------------------------------------------------
+
+
+def steady(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
+    base = {
+        "url": sim.url,
+        "regions": sim.regions,
+        "nats_url": nats_url,
+        "rate_limit": RATE_LIMIT,
+        "cycles": cfg.steady_cycles,
+        "warm": 1,
+    }
+    ratios: list[float] = []
+    watcher_cpu: list[float] = []
+    floor_cpu: list[float] = []
+    walls: list[float] = []
+    per_cycle: list[dict[str, int]] = []
+    max_rate: dict[str, int] = {}
+    complete = True
+    for run in range(cfg.runs):
+        results: dict[str, dict[str, Any]] = {}
+        order = ["steady", "floor"] if run % 2 == 0 else ["floor", "steady"]
+        for mode in order:
+            with scratch() as folder:
+                drop_stream(nats_url)
+                sim.clear_requests()
+                extra: dict[str, Any] = {"state_dir": str(folder)}
+                if cfg.profile and mode == "steady" and run == 0:
+                    extra["profile"] = str(cfg.profile / "measure1-steady-cycles.pyspy.txt")
+                log(f"measure 1/6 run {run + 1}/{cfg.runs}: {mode}")
+                results[mode] = run_worker(mode, {**base, **extra})
+                if mode == "steady":
+                    requests = sim.requests()
+        w = stats.median(c["cpu"] for c in results["steady"]["cycles"])
+        f = stats.median(c["cpu"] for c in results["floor"]["cycles"])
+        watcher_cpu.append(w)
+        floor_cpu.append(f)
+        ratios.append(w / f)
+        walls.extend(c["wall"] for c in results["steady"]["cycles"])
+        complete &= all(c["complete"] and c["events"] == 0 for c in results["steady"]["cycles"])
+        # Measure 6: requests per measured cycle per region, and the busiest second.
+        for c in results["steady"]["cycles"]:
+            counts: dict[str, int] = dict.fromkeys(sim.regions, 0)
+            for r in requests:
+                if c["start"] <= r["at"] <= c["end"] and r["region"] in counts:
+                    counts[r["region"]] += 1
+            per_cycle.append(counts)
+        for region in sim.regions:
+            times = [r["at"] for r in requests if r["region"] == region]
+            max_rate[region] = max(max_rate.get(region, 0), stats.max_in_window(times))
+
+    rows: list[Row] = []
+    if 1 in cfg.only:
+        ratio = stats.median(ratios)
+        rows.append(
+            Row(
+                "1",
+                "CPU time of a steady cycle",
+                _fmt_s(stats.median(watcher_cpu)),
+                f"{_fmt_s(stats.median(floor_cpu))} (httpx + json.loads floor)",
+                f"{ratio:.2f}x",
+                "<= 1.5x",
+                ratio <= 1.5 and complete,
+                "" if complete else "a steady cycle was incomplete or produced events",
+                {
+                    "watcher_cpu": watcher_cpu,
+                    "floor_cpu": floor_cpu,
+                    "ratios": ratios,
+                    "cycle_wall": stats.median(walls),
+                },
+            )
+        )
+    if 6 in cfg.only:
+        minimum = workload.pages_per_region(cfg.jobs, sim.regions)
+        equal = all(c == minimum for c in per_cycle)
+        within = all(n <= RATE_LIMIT for n in max_rate.values())
+        seen = sorted({n for c in per_cycle for n in c.values()})
+        rows.append(
+            Row(
+                "6a",
+                "API requests per steady cycle, per region",
+                "/".join(str(n) for n in seen),
+                f"{'/'.join(str(n) for n in sorted(set(minimum.values())))} (ceil(jobs/30))",
+                f"{stats.median(sum(c.values()) for c in per_cycle) / sum(minimum.values()):.2f}x",
+                "equal",
+                equal,
+                "" if equal else f"per cycle: {per_cycle}",
+                {"per_cycle": per_cycle, "minimum": minimum},
+            )
+        )
+        busiest = max(max_rate.values()) if max_rate else 0
+        rows.append(
+            Row(
+                "6b",
+                "most requests in any 1 s, per region",
+                str(busiest),
+                f"{RATE_LIMIT}/s (the configured limit)",
+                f"{busiest / RATE_LIMIT:.2f}x",
+                "<= 1.00x",
+                within,
+                "" if within else f"per region: {max_rate}",
+                {"max_rate": max_rate},
+            )
+        )
+    return rows
+
+
+# -- measure 2: detect() --------------------------------------------------------------------
+
+
+def detection(cfg: Config) -> list[Row]:
+    log(f"measure 2: detect() at {cfg.jobs} and {cfg.jobs * cfg.scale} jobs, DeepDiff")
+    out = run_worker(
+        "detect",
+        {
+            "jobs": cfg.jobs,
+            "regions": workload.regions_for(cfg.regions),
+            "scale": cfg.scale,
+            "runs": cfg.runs,
+            "deepdiff_runs": cfg.deepdiff_runs,
+        },
+    )
+    small = stats.median(out["detect_small"])
+    large = stats.median(out["detect_large"])
+    deep = stats.median(out["deepdiff"])
+    faster = deep / small
+    scaling = large / small
+    events_ok = out["events_small"] == out["changed_small"]
+    return [
+        Row(
+            "2a",
+            f"detect(), {cfg.jobs:,} jobs, 1% changed",
+            _fmt_s(small),
+            f"{_fmt_s(deep)} (DeepDiff)",
+            f"{faster:.0f}x faster",
+            ">= 50x faster",
+            faster >= 50 and events_ok,
+            "" if events_ok else f"{out['events_small']} events for {out['changed_small']} changes",
+            out,
+        ),
+        Row(
+            "2b",
+            f"detect(), {cfg.jobs * cfg.scale:,} jobs, 1% changed",
+            _fmt_s(large),
+            f"{_fmt_s(small)} ({cfg.jobs:,} jobs)",
+            f"{scaling:.1f}x",
+            f"<= {1.2 * cfg.scale:.0f}x",
+            scaling <= 1.2 * cfg.scale,
+        ),
+    ]
+
+
+# -- measure 3: event storm ---------------------------------------------------------------
+
+
+def storm(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
+    results = []
+    for run in range(cfg.runs):
+        with scratch() as folder:
+            sim.reset()
+            drop_stream(nats_url)
+            log(f"measure 3 run {run + 1}/{cfg.runs}: every job fails at once")
+            results.append(
+                run_worker(
+                    "storm",
+                    {
+                        "url": sim.url,
+                        "regions": sim.regions,
+                        "nats_url": nats_url,
+                        "rate_limit": RATE_LIMIT,
+                        "state_dir": str(folder),
+                        **(
+                            {"profile": str(cfg.profile / "measure3-storm.pyspy.txt")}
+                            if cfg.profile and run == 0
+                            else {}
+                        ),
+                    },
+                )
+            )
+    sim.reset()
+    drop_stream(nats_url)
+    rates = [r["events"] / r["seconds"] for r in results]
+    base_rates = [r["events"] / r["baseline_seconds"] for r in results]
+    ratios = [a / b for a, b in zip(rates, base_rates, strict=True)]
+    lost = max(r["events"] - r["stored"] for r in results)
+    base_lost = max(r["events"] - r["baseline_stored"] for r in results)
+    expected = all(r["events"] >= cfg.jobs for r in results)
+    drained = all(r["outbox_depth"] == 0 and r["flushed"] for r in results)
+    ratio = stats.median(ratios)
+    notes = []
+    if lost or not drained:
+        notes.append(f"{lost} event(s) missing from the stream, outbox drained: {drained}")
+    if not expected:
+        notes.append(f"fewer events than jobs: {[r['events'] for r in results]}")
+    return [
+        Row(
+            "3",
+            f"event storm, {results[0]['events']:,} events, outbox -> JetStream",
+            f"{_fmt_n(stats.median(rates))} events/s, {lost} lost",
+            f"{_fmt_n(stats.median(base_rates))} events/s, {base_lost} lost (nats-py)",
+            f"{ratio:.2f}x",
+            ">= 0.7x, none lost",
+            ratio >= 0.7 and lost == 0 and drained and expected,
+            "; ".join(notes),
+            {"runs": results, "ratios": ratios},
+        )
+    ]
+
+
+# -- measure 4: detection latency ---------------------------------------------------------
+
+
+def latency(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
+    sim.reset()
+    drop_stream(nats_url)
+    try:
+        with scratch() as folder:
+            return asyncio.run(_latency(cfg, sim, nats_url, folder))
+    finally:
+        sim.reset()
+        drop_stream(nats_url)
+
+
+async def _latency(cfg: Config, sim: SimProcess, nats_url: str, folder: Path) -> list[Row]:
+    import httpx
+    import nats
+
+    received: dict[str, float] = {}
+    waiting: set[str] = set()
+    all_in = asyncio.Event()
+    discovered = 0
+
+    async def on_message(msg: Any) -> None:
+        nonlocal discovered
+        now = time.monotonic()
+        kind = msg.subject.rsplit(".", 1)[-1]
+        if kind == "discovered":
+            discovered += 1
+        elif kind == "status_changed":
+            data = json.loads(msg.data)["data"]
+            key = f"{data['job_id']}/{data['direction']}"
+            received.setdefault(key, now)
+            waiting.discard(key)
+            if not waiting:
+                all_in.set()
+
+    nc = await nats.connect(nats_url)
+    await nc.subscribe("dts.job.>", cb=on_message)
+    log_path = folder / "watcher.log"
+    service = _start_service(sim, nats_url, folder, log_path)
+    windows: list[dict[str, Any]] = []
+    try:
+        log(f"measure 4: the watcher service discovers {cfg.jobs} jobs")
+        deadline = time.monotonic() + 600
+        while discovered < cfg.jobs:
+            if service.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the watcher service did not discover the jobs: {log_path}")
+            await asyncio.sleep(0.2)
+        await _wait_cycles(log_path, 2)
+        specs = workload.build_jobs(cfg.jobs, sim.regions)
+        candidates = [s for s in specs if s.status == "Synchronizing" and s.direction == "Forward"]
+        rng = random.Random(11)
+        rng.shuffle(candidates)
+        async with httpx.AsyncClient(base_url=sim.url, trust_env=False, timeout=30) as admin:
+            for window in range(cfg.runs):
+                log(f"measure 4 run {window + 1}/{cfg.runs}: changes for {cfg.latency_seconds:g} s")
+                changed: dict[str, float] = {}
+                all_in.clear()
+                began = time.monotonic()
+                while time.monotonic() - began < cfg.latency_seconds and candidates:
+                    spec = candidates.pop()
+                    key = f"{spec.id}/Forward"
+                    waiting.add(key)
+                    all_in.clear()
+                    at = time.monotonic()
+                    response = await admin.patch(
+                        f"/_sim/jobs/{spec.id}", json={"status": "Suspending"}
+                    )
+                    response.raise_for_status()
+                    changed[key] = at
+                    await asyncio.sleep(rng.uniform(0.05, 0.5))
+                ended = time.monotonic()
+                # Everything changed should be out within two cycles; wait for stragglers.
+                if waiting:
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(all_in.wait(), 60)
+                samples = [received.get(k, math.inf) - at for k, at in changed.items()]
+                cycles = [
+                    c["duration_seconds"]
+                    for c in _cycle_lines(log_path)
+                    if began - 10 <= c["at"] <= ended + 10
+                ]
+                windows.append({"samples": samples, "cycle_walls": cycles})
+    finally:
+        service.send_signal(signal.SIGTERM)
+        try:
+            service.wait(60)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait()
+        await nc.close()
+    p99s = [stats.percentile(w["samples"], 99) for w in windows]
+    budgets = [INTERVAL + stats.median(w["cycle_walls"]) for w in windows]
+    ratios = [p / b for p, b in zip(p99s, budgets, strict=True)]
+    lost = sum(1 for w in windows for s in w["samples"] if math.isinf(s))
+    count = sum(len(w["samples"]) for w in windows)
+    ratio = stats.median(ratios)
+    cycle = stats.median(c for w in windows for c in w["cycle_walls"])
+    note = ""
+    if lost:
+        note = f"{lost} change(s) never announced within 60 s. "
+    if ratio > 1 and cycle > INTERVAL:
+        note += _latency_note(cfg, cycle)
+    return [
+        Row(
+            "4",
+            f"detection latency p99 ({count} changes, interval {INTERVAL:g} s)",
+            _fmt_s(stats.median(p99s)) + (f", {lost} lost" if lost else ""),
+            f"{_fmt_s(stats.median(budgets))} (interval + cycle {_fmt_s(cycle)})",
+            f"{ratio:.2f}x",
+            "<= 1.00x",
+            ratio <= 1 and lost == 0,
+            note,
+            {
+                "p99": p99s,
+                "budget": budgets,
+                "median": [stats.median(w["samples"]) for w in windows],
+                "max": [max(w["samples"]) for w in windows],
+                "cycle": cycle,
+            },
+        )
+    ]
+
+
+def _start_service(
+    sim: SimProcess, nats_url: str, folder: Path, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """`dts-watcher run`, configured the documented way (environment variables)."""
+    from watcher.simulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+
+    env = clean_env()
+    env.update(
+        {
+            "DTS_WATCHER_DTS__ENDPOINT": sim.url,
+            "DTS_WATCHER_DTS__REGIONS": json.dumps(sim.regions),
+            "DTS_WATCHER_DTS__RATE_LIMIT": str(RATE_LIMIT),
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEFAULT_ACCESS_KEY_SECRET,
+            "DTS_WATCHER_NATS__URL": nats_url,
+            "DTS_WATCHER_POLL__INTERVAL": str(INTERVAL),
+            "DTS_WATCHER_POLL__JITTER": "0",
+            "DTS_WATCHER_STATE__PATH": str(folder / "state.sqlite3"),
+            "DTS_WATCHER_HEALTH__HEARTBEAT_INTERVAL": "0",
+            "DTS_WATCHER_LOG__FORMAT": "json",
+        }
+    )
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "watcher", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _latency_note(cfg: Config, cycle: float) -> str:
+    pages = max(workload.pages_per_region(cfg.jobs, workload.regions_for(cfg.regions)).values())
+    floor = pages / RATE_LIMIT
+    return (
+        f"a complete listing needs {pages} requests per region; at {RATE_LIMIT} requests/s "
+        f"(DTS's per-region ceiling) that is >= {floor:.2f} s, so the cycle ({cycle:.2f} s) "
+        f"outlasts the {INTERVAL:g} s interval and cycles run back to back: a change waits "
+        "up to one cycle for its page to be read again, then up to one cycle for the "
+        "listing to complete (p99 ~1.86 cycles, not interval + 1 cycle)"
+    )
+
+
+def _cycle_lines(path: Path) -> list[dict[str, Any]]:
+    """`cycle.done` log lines of the service, with their time as time.monotonic()."""
+    from datetime import datetime
+
+    offset = time.time() - time.monotonic()
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        if '"cycle.done"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+            at = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
+        except (ValueError, KeyError):
+            continue
+        out.append({"at": at - offset, "duration_seconds": record["duration_seconds"]})
+    return out
+
+
+async def _wait_cycles(path: Path, n: int, within: float = 600) -> None:
+    deadline = time.monotonic() + within
+    start = len(_cycle_lines(path))
+    while len(_cycle_lines(path)) < start + n:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the watcher service stopped completing cycles")
+        await asyncio.sleep(0.2)
+
+
+# -- measure 5: memory --------------------------------------------------------------------
+
+
+def memory(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
+    unpaced = 10_000.0
+    with scratch() as folder:
+        sim.reset()
+        drop_stream(nats_url)
+        log(f"measure 5: peak RSS with {cfg.jobs} jobs tracked")
+        peak = run_worker(
+            "memory",
+            {
+                "url": sim.url,
+                "regions": sim.regions,
+                "nats_url": nats_url,
+                "state_dir": str(folder),
+                "unpaced_rate": unpaced,
+                "warm": 5,
+                "cycles": 5,
+            },
+        )
+    growth_sim = sim if cfg.growth_jobs == cfg.jobs else SimProcess(cfg.growth_jobs, cfg.regions)
+    try:
+        if growth_sim is not sim:
+            growth_sim.start()
+        with scratch() as folder:
+            drop_stream(nats_url)
+            log(f"measure 5: RSS over {cfg.growth_cycles} steady cycles ({cfg.growth_jobs} jobs)")
+            growth = run_worker(
+                "memory",
+                {
+                    "url": growth_sim.url,
+                    "regions": growth_sim.regions,
+                    "nats_url": nats_url,
+                    "state_dir": str(folder),
+                    "unpaced_rate": unpaced,
+                    "warm": 10,
+                    "cycles": cfg.growth_cycles,
+                },
+            )
+    finally:
+        if growth_sim is not sim:
+            growth_sim.stop()
+    drop_stream(nats_url)
+    above = (peak["peak_kib"] - peak["start_kib"]) / 1024
+    grew = (growth["end_kib"] - growth["warm_kib"]) / 1024
+    start_mb = peak["start_kib"] / 1024
+    return [
+        Row(
+            "5a",
+            f"peak RSS above start, {peak['tracked']:,} jobs tracked",
+            f"{above:.0f} MB",
+            f"{start_mb:.0f} MB (the process right after start)",
+            f"+{above / start_mb:.2f}x",
+            "<= 150 MB above",
+            above <= 150,
+            "",
+            peak,
+        ),
+        Row(
+            "5b",
+            f"RSS growth over {cfg.growth_cycles} steady cycles ({growth['tracked']:,} jobs)",
+            f"{grew:+.1f} MB",
+            f"{growth['warm_kib'] / 1024:.0f} MB (after 10 warm-up cycles)",
+            f"{grew / (growth['warm_kib'] / 1024):+.3f}x",
+            "< 5 MB",
+            grew < 5,
+            "",
+            growth,
+        ),
+    ]
+
+
+# -- the table ----------------------------------------------------------------------------
+
+HEADERS = ("#", "measure", "value", "baseline (same run)", "ratio", "target", "met")
+
+
+def table(rows: list[Row]) -> str:
+    cells = [
+        (
+            r.number,
+            r.measure,
+            r.value,
+            r.baseline,
+            r.ratio,
+            r.target,
+            "n/a" if r.met is None else ("yes" if r.met else "NO"),
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(HEADERS)]
+    line = "  ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)) for cell in cells]
+    notes = [f"[{r.number}] {r.note}" for r in rows if r.note]
+    if notes:
+        out += ["", "notes:", *notes]
+    return "\n".join(out)
+
+
+def machine() -> str:
+    return f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="dts-watcher's performance, as ratios against baselines measured in the "
+        "same run (README, section Performance).",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, one run (CI keeps the runner working)"
+    )
+    parser.add_argument("--runs", type=int, help="runs per measure; figures are medians")
+    parser.add_argument(
+        "--only",
+        type=lambda text: [int(n) for n in text.split(",") if n.strip()],
+        help="comma-separated measure numbers, e.g. 1,3",
+    )
+    parser.add_argument("--jobs", type=int, help="jobs the simulator serves (default 10000)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="write py-spy profiles of measures 1 and 3 (collapsed stacks) into DIR",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = Config.from_args(args)
+    if cfg.profile is not None:
+        cfg.profile.mkdir(parents=True, exist_ok=True)
+        cfg.profile = cfg.profile.resolve()
+    from watcher.natsserver import NatsServer
+
+    started = time.monotonic()
+    rows: list[Row] = []
+    needs_sim = cfg.only & {1, 3, 4, 5, 6}
+    with NatsServer() as nats_server:
+        sim = SimProcess(cfg.jobs, cfg.regions)
+        if needs_sim:
+            log(f"starting the simulator with {cfg.jobs} jobs over {cfg.regions} regions")
+            sim.start()
+        try:
+            plan: list[tuple[set[int], Callable[[], list[Row]]]] = [
+                ({1, 6}, lambda: steady(cfg, sim, nats_server.url)),
+                ({2}, lambda: detection(cfg)),
+                ({3}, lambda: storm(cfg, sim, nats_server.url)),
+                ({4}, lambda: latency(cfg, sim, nats_server.url)),
+                ({5}, lambda: memory(cfg, sim, nats_server.url)),
+            ]
+            for measures, run in plan:
+                if cfg.only & measures:
+                    rows += run()
+        finally:
+            sim.stop()
+    rows.sort(key=lambda r: r.number)
+    elapsed = time.monotonic() - started
+    print(
+        f"dts-watcher benchmarks: {cfg.jobs:,} jobs over {cfg.regions} regions, "
+        f"{'quick, ' if cfg.quick else ''}median of {cfg.runs} run(s), {machine()}, "
+        f"{elapsed:.0f} s"
+    )
+    print(table(rows))
+    if args.json:
+        print(json.dumps({"config": _jsonable(asdict(cfg)), "rows": [asdict(r) for r in rows]}))
+    return 0  # a target not met is a finding, reported in the table, not a failed run
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, frozenset | set):
+        return sorted(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,519 @@
+"""The measured side of the benchmarks: one process per run, so its CPU time and memory
+are its own (the simulator and nats-server run in other processes).
+
+Run as `python -m benchmarks.worker MODE CONFIG_JSON`; it prints one JSON line with what
+it measured. Modes:
+
+- `steady`: the real watcher (`open_watcher`, `Watcher.cycle`, the publisher's drain)
+  discovers every job, then runs steady cycles (nothing changes); per cycle, the CPU
+  time of this process and the cycle's time window (for the simulator's request log).
+- `floor`: the same page requests with a bare httpx client and `json.loads` of each
+  body, nothing else (signed ahead of time, outside the measured window).
+- `storm`: the watcher discovers every job, the simulator fails them all at once, and
+  the watcher's next cycle sends one event per job through the outbox into JetStream.
+  Then the baseline: nats-py publishing the same payloads with pipelined async
+  JetStream publishes, no outbox.
+- `memory`: RSS right after start, the peak with every job tracked, and RSS over many
+  steady cycles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import math
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def rss_kib() -> int:
+    """Resident set size now, from /proc/self/status (KiB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def peak_rss_kib() -> int:
+    """Peak resident set size of this process so far (KiB on Linux)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def settings_for(cfg: dict[str, Any]) -> Any:
+    from watcher.settings import Settings
+    from watcher.simulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+
+    return Settings(
+        dts={
+            "regions": cfg["regions"],
+            "endpoint": cfg["url"],
+            "rate_limit": cfg.get("rate_limit", 20),
+            "timeout": 30,
+            "backoff_initial": 0.05,
+            "backoff_max": 1,
+        },
+        credentials={
+            "access_key_id": DEFAULT_ACCESS_KEY_ID,
+            "access_key_secret": DEFAULT_ACCESS_KEY_SECRET,
+        },
+        nats={"url": cfg["nats_url"], "connect_timeout": 5, "publish_timeout": 30},
+        poll={"interval": 1, "jitter": 0},
+        state={"path": Path(cfg["state_dir"]) / "state.sqlite3"},
+        health={"heartbeat_interval": 0},
+        log={"level": "info", "format": "json"},
+    )
+
+
+def _configure_logs(cfg: dict[str, Any]) -> None:
+    from watcher.logs import configure
+
+    # JSON lines into a file: the real formatting cost, without a terminal's.
+    stream = (Path(cfg["state_dir"]) / "watcher.log").open("a", encoding="utf-8")
+    configure("info", "json", stream=stream)
+
+
+async def _discover(watcher: Any) -> int:
+    """The first cycle: every job discovered, and the events published."""
+    result = await watcher.cycle()
+    if not result.complete:
+        raise RuntimeError(f"discovery cycle incomplete: {result.reasons}")
+    if not await watcher.flush(within=600):
+        raise RuntimeError("discovery events were not all acknowledged")
+    return len(result.events)
+
+
+class Profile:
+    """py-spy recording this very process while the measured part runs (cfg "profile":
+    the output file, collapsed stacks); nothing at all when not asked for."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self._out = cfg.get("profile")
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Profile:
+        if self._out:
+            spy = Path(sys.executable).with_name("py-spy")
+            self._process = subprocess.Popen(
+                [
+                    *(str(spy), "record", "--pid", str(os.getpid()), "--rate", "250"),
+                    *("--threads", "--format", "raw", "--output", str(self._out)),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1.0)  # let it attach before the measured part starts
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl+C
+            self._process.wait(60)
+
+
+# -- steady -----------------------------------------------------------------------------
+
+
+async def steady(cfg: dict[str, Any]) -> dict[str, Any]:
+    from watcher.loop import open_watcher
+
+    _configure_logs(cfg)
+    out: dict[str, Any] = {"cycles": []}
+    async with open_watcher(settings_for(cfg)) as watcher:
+        out["discovered"] = await _discover(watcher)
+        for _ in range(cfg.get("warm", 1)):
+            await watcher.cycle()
+            await watcher.publisher.drain()
+        profile = Profile(cfg).__enter__()
+        for _ in range(cfg["cycles"]):
+            gc.collect()
+            began = time.monotonic()
+            cpu = time.process_time()
+            result = await watcher.cycle()
+            await watcher.publisher.drain()  # what the service's publisher does after it
+            cpu = time.process_time() - cpu
+            ended = time.monotonic()
+            out["cycles"].append(
+                {
+                    "cpu": cpu,
+                    "wall": ended - began,
+                    "start": began,
+                    "end": ended,
+                    "events": len(result.events),
+                    "complete": result.complete,
+                }
+            )
+        profile.__exit__()
+    return out
+
+
+# -- floor ------------------------------------------------------------------------------
+
+
+def _signed(cfg: dict[str, Any], region: str, page: int) -> tuple[str, dict[str, str]]:
+    from watcher.dts import signing
+    from watcher.dts.client import ACTION
+    from watcher.simulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+
+    scheme, _, host = cfg["url"].partition("://")
+    request = signing.sign_request(
+        method="GET",
+        host=host,
+        scheme=scheme,
+        action=ACTION,
+        params={"RegionId": region, "PageSize": "30", "PageNum": str(page)},
+        access_key_id=DEFAULT_ACCESS_KEY_ID,
+        access_key_secret=DEFAULT_ACCESS_KEY_SECRET,
+        security_token=None,
+        now=datetime.now(UTC),
+        nonce=uuid.uuid4().hex,
+    )
+    return request.url, request.headers
+
+
+async def floor(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Page requests as the watcher makes them (page 1, then the rest, four at a time per
+    region, regions at once), with nothing but httpx and json.loads."""
+    regions: list[str] = cfg["regions"]
+    in_flight = 4
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+    out: dict[str, Any] = {"cycles": []}
+    async with httpx.AsyncClient(limits=limits, trust_env=False, timeout=30) as client:
+        # How many pages each region has (a request like any other, not measured).
+        pages: dict[str, int] = {}
+        for region in regions:
+            url, headers = _signed(cfg, region, 1)
+            total = json.loads((await client.get(url, headers=headers)).content)["TotalRecordCount"]
+            pages[region] = max(1, math.ceil(total / 30))
+
+        async def one_region(region: str, signed: list[tuple[str, dict[str, str]]]) -> int:
+            url, headers = signed[0]
+            json.loads((await client.get(url, headers=headers)).content)
+            gate = asyncio.Semaphore(in_flight)
+
+            async def page(url: str, headers: dict[str, str]) -> None:
+                async with gate:
+                    json.loads((await client.get(url, headers=headers)).content)
+
+            await asyncio.gather(*(page(u, h) for u, h in signed[1:]))
+            return len(signed)
+
+        for _ in range(cfg.get("warm", 1) + cfg["cycles"]):
+            signed = {r: [_signed(cfg, r, p) for p in range(1, pages[r] + 1)] for r in regions}
+            gc.collect()
+            began = time.monotonic()
+            cpu = time.process_time()
+            counts = await asyncio.gather(*(one_region(r, signed[r]) for r in regions))
+            cpu = time.process_time() - cpu
+            out["cycles"].append(
+                {"cpu": cpu, "wall": time.monotonic() - began, "requests": sum(counts)}
+            )
+    out["cycles"] = out["cycles"][cfg.get("warm", 1) :]
+    return out
+
+
+# -- storm ------------------------------------------------------------------------------
+
+
+async def _count_stored(nc: Any, stream: str, subject_filter: str) -> int:
+    info = await nc.jetstream().stream_info(stream, subjects_filter=subject_filter)
+    return int(sum((info.state.subjects or {}).values()))
+
+
+async def storm(cfg: dict[str, Any]) -> dict[str, Any]:
+    import anyio
+    import nats
+    from nats.js.api import StorageType, StreamConfig
+
+    from watcher.loop import open_watcher
+
+    _configure_logs(cfg)
+    settings = settings_for(cfg)
+    prefix = settings.nats.subject_prefix
+    marks: dict[str, float] = {}
+
+    async with open_watcher(settings) as watcher:
+        store, publisher = watcher.store, watcher.publisher
+        commit, drain = store.commit, publisher.drain
+        emptied = anyio.Event()
+        storm_committed = lambda: "committed" in marks or not marks.get("storm")  # noqa: E731
+
+        def timed_commit(*args: Any, **kwargs: Any) -> None:
+            marks.setdefault("commit", time.perf_counter())  # events go into the outbox
+            marks.setdefault("commit_cpu", time.process_time())
+            commit(*args, **kwargs)
+            marks.setdefault("committed", time.perf_counter())
+
+        async def watched_drain(*args: Any, **kwargs: Any) -> int:
+            count = await drain(*args, **kwargs)
+            if storm_committed() and store.outbox_depth() == 0:
+                marks["acked"] = time.perf_counter()
+                marks["acked_cpu"] = time.process_time()
+                emptied.set()
+            return count
+
+        publisher.drain = watched_drain  # type: ignore[method-assign]
+        # As in the service: cycles on one side, the publisher draining on the other.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watcher._publish_forever)
+            discovery = await watcher.cycle()
+            if not discovery.complete:
+                raise RuntimeError(f"discovery cycle incomplete: {discovery.reasons}")
+            with anyio.fail_after(600):
+                await emptied.wait()
+            async with httpx.AsyncClient(trust_env=False, timeout=120) as admin:
+                (await admin.post(f"{cfg['url']}/_sim/advance", json={"n": 1})).raise_for_status()
+            emptied = anyio.Event()
+            store.commit = timed_commit  # type: ignore[method-assign]
+            marks["storm"] = 1.0
+            marks.pop("acked", None)
+            with Profile(cfg):
+                result = await watcher.cycle()
+                marks["cycle_done"] = time.perf_counter()
+                with anyio.fail_after(600):
+                    await emptied.wait()
+            tg.cancel_scope.cancel()
+        store.commit = commit  # type: ignore[method-assign]
+        publisher.drain = drain  # type: ignore[method-assign]
+        depth = store.outbox_depth()
+        flushed = depth == 0
+        discovered = len(discovery.events)
+        events = result.events
+
+    nc = await nats.connect(cfg["nats_url"])
+    try:
+        stored = await _count_stored(nc, settings.nats.stream, f"{prefix}.job.*.*.status_changed")
+        # The baseline: the same payloads and headers, pipelined, no outbox.
+        js = nc.jetstream(timeout=30)
+        base_stream = f"BENCH_BASELINE_{uuid.uuid4().hex[:8]}"
+        await js.add_stream(
+            StreamConfig(
+                name=base_stream,
+                subjects=["base.>"],
+                storage=StorageType.FILE,
+                duplicate_window=settings.nats.duplicate_window,
+            )
+        )
+        messages = [(f"base.{e.nats_subject(prefix)}", e.to_json(), e.headers()) for e in events]
+        await asyncio.sleep(0.5)
+        began = time.perf_counter()
+        futures = [
+            await js.publish_async(subject, payload, headers=headers)
+            for subject, payload, headers in messages
+        ]
+        await asyncio.gather(*futures)
+        baseline_seconds = time.perf_counter() - began
+        baseline_stored = await _count_stored(nc, base_stream, "base.>")
+        await js.delete_stream(base_stream)
+    finally:
+        await nc.close()
+    return {
+        "discovered": discovered,
+        "events": len(events),
+        "complete": result.complete,
+        "flushed": flushed,
+        "outbox_depth": depth,
+        "stored": stored,
+        "seconds": marks["acked"] - marks["commit"],
+        "cpu": marks["acked_cpu"] - marks["commit_cpu"],
+        "phases": {  # when each part ended, from the start of the commit
+            "committed": marks["committed"] - marks["commit"],
+            "acked": marks["acked"] - marks["commit"],
+            "logged": marks["cycle_done"] - marks["commit"],
+        },
+        "baseline_seconds": baseline_seconds,
+        "baseline_stored": baseline_stored,
+    }
+
+
+# -- memory -----------------------------------------------------------------------------
+
+
+async def memory(cfg: dict[str, Any]) -> dict[str, Any]:
+    from watcher.loop import open_watcher
+
+    _configure_logs(cfg)
+    settings = settings_for(cfg)
+    if "unpaced_rate" in cfg:
+        # Pacing changes when requests go out, not what is kept: lifting it (past the
+        # setting's own ceiling, hence model_copy) only makes 500 cycles fit in minutes.
+        settings = settings.model_copy(
+            update={"dts": settings.dts.model_copy(update={"rate_limit": cfg["unpaced_rate"]})}
+        )
+    out: dict[str, Any] = {}
+    async with open_watcher(settings) as watcher:
+        gc.collect()
+        out["start_kib"] = rss_kib()
+        out["discovered"] = await _discover(watcher)
+        out["after_discovery_kib"] = rss_kib()
+        samples = []
+        warm = cfg.get("warm", 10)
+        began = time.monotonic()
+        for i in range(warm + cfg["cycles"]):
+            result = await watcher.cycle()
+            await watcher.publisher.drain()
+            if not result.complete or result.events:
+                raise RuntimeError(f"cycle {i} was not steady: {result.reasons}")
+            if i + 1 == warm:
+                out["warm_kib"] = rss_kib()
+            if (i + 1 - warm) % max(1, cfg["cycles"] // 10) == 0:
+                samples.append(rss_kib())
+            if cfg.get("interval"):
+                await asyncio.sleep(cfg["interval"])
+        out["cycle_seconds"] = (time.monotonic() - began) / (warm + cfg["cycles"])
+        out["end_kib"] = rss_kib()
+        out["samples_kib"] = samples
+        out["tracked"] = len(watcher.baseline or ())
+    out["peak_kib"] = peak_rss_kib()
+    return out
+
+
+# -- detect -----------------------------------------------------------------------------
+
+
+def _parsed_jobs(jobs: int, regions: list[str]) -> list[Any]:
+    """The workload's jobs as the watcher normalizes them (simulator JSON -> models)."""
+    from benchmarks import workload
+    from watcher.dts.models import parse_page
+    from watcher.simulator import Scenario, ScenarioState, page_body
+
+    state = ScenarioState(Scenario(jobs=workload.build_jobs(jobs, regions)))
+    out = []
+    for region in regions:
+        selected = state.select(region)
+        for start in range(0, len(selected), 30):
+            body = page_body(
+                selected[start : start + 30],
+                total=len(selected),
+                page_number=start // 30 + 1,
+                request_id="bench",
+                render=state.render,
+            )
+            out.extend(parse_page(json.loads(json.dumps(body)), region).jobs)
+    return out
+
+
+def _change(job: dict[str, Any], i: int) -> bool:
+    """Change one job (by its dict form) the way a real cycle might; True if the change
+    makes an event (the others are a delay that moves within its level)."""
+    kind = i % 3
+    if kind == 0:
+        job["status"] = "Failed"
+        job["error_message"] = "DTS-070211: Connect Source DB failed"
+        return job["direction"] is not None
+    if kind == 1 and job["status"] == "Synchronizing":
+        job["delay_seconds"] = 120  # over the 60 s warning threshold
+        return True
+    job["delay_seconds"] = (job["delay_seconds"] or 0) + 1
+    return False
+
+
+def _snapshots(
+    template: list[dict[str, Any]], n: int, regions: list[str]
+) -> tuple[Any, Any, dict[str, Any], dict[str, Any], int]:
+    """Two n-job snapshots, 1% of the jobs changed, sharing no object (each decoded from
+    JSON on its own, as two fetches without the raw-record cache would be); and their
+    dict forms for DeepDiff."""
+    import orjson
+
+    from watcher.snapshot import JobState, RegionOutcome, Snapshot
+
+    previous: list[Any] = []
+    current: list[Any] = []
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    changed = 0
+    for start in range(0, n, len(template)):
+        chunk = []
+        for i in range(start, min(n, start + len(template))):
+            job = dict(template[i % len(template)])
+            if i >= len(template):
+                job["job_id"] = f"{job['job_id']}x{i // len(template)}"
+            chunk.append(job)
+        encoded = orjson.dumps(chunk)
+        old, new = orjson.loads(encoded), orjson.loads(encoded)
+        for offset, job in enumerate(new):
+            if (start + offset) % 100 == 0 and _change(job, (start + offset) // 100):
+                changed += 1
+        previous.extend(JobState.from_dict(d) for d in old)
+        current.extend(JobState.from_dict(d) for d in new)
+        if n == len(template):
+            before.update((f"{d['region']}/{d['job_id']}/{d['direction']}", d) for d in old)
+            after.update((f"{d['region']}/{d['job_id']}/{d['direction']}", d) for d in new)
+    outcomes = [RegionOutcome(region=r) for r in regions]
+    return (
+        Snapshot.of(previous, outcomes),
+        Snapshot.of(current, outcomes),
+        before,
+        after,
+        changed,
+    )
+
+
+async def detect_bench(cfg: dict[str, Any]) -> dict[str, Any]:
+    from watcher.detect import Memory, Rules, detect
+
+    regions: list[str] = cfg["regions"]
+    template = [job.to_dict() for job in _parsed_jobs(cfg["jobs"], regions)]
+    now = datetime.now(UTC)
+    rules = Rules()
+    out: dict[str, Any] = {}
+    for label, n in (("small", cfg["jobs"]), ("large", cfg["jobs"] * cfg["scale"])):
+        previous, current, before, after, changed = _snapshots(template, n, regions)
+        # The previous cycle's baseline and memory, as the watcher would hold them.
+        base = detect(None, previous, Memory(), rules, now)
+        times = []
+        events = 0
+        for _ in range(cfg["runs"]):
+            gc.collect()
+            began = time.perf_counter()
+            result = detect(base.baseline, current, base.memory, rules, now)
+            times.append(time.perf_counter() - began)
+            events = len(result.events)
+        out[f"detect_{label}"] = times
+        out[f"events_{label}"] = events
+        out[f"changed_{label}"] = changed
+        if label == "small":
+            from deepdiff import DeepDiff
+
+            deep = []
+            for _ in range(cfg["deepdiff_runs"]):
+                gc.collect()
+                began = time.perf_counter()
+                diff = DeepDiff(before, after)
+                deep.append(time.perf_counter() - began)
+            out["deepdiff"] = deep
+            out["deepdiff_changes"] = len(diff.get("values_changed", {}))
+        del previous, current, before, after, base
+    return out
+
+
+MODES = {
+    "steady": steady,
+    "floor": floor,
+    "storm": storm,
+    "memory": memory,
+    "detect": detect_bench,
+}
+
+
+def main() -> int:
+    mode, raw = sys.argv[1], sys.argv[2]
+    cfg = json.loads(raw)
+    result = asyncio.run(MODES[mode](cfg))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

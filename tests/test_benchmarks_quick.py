@@ -1,0 +1,42 @@
+"""The benchmark runner keeps working: `python -m benchmarks --quick` runs every measure
+on a small workload and prints its table. No number is asserted: timings belong to the
+benchmarks, which compare against baselines measured in the same run, not to the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ROWS = ("1", "2a", "2b", "3", "4", "5a", "5b", "6a", "6b")
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_quick_benchmark_runs_and_prints_every_measure() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DTS_WATCHER_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("#"))
+    table = [line.split()[0] for line in lines[header + 2 :] if line.strip()]
+    for row in ROWS:
+        assert row in table, f"no row {row} in:\n{done.stdout}"
+    # The same results as JSON (the last line), every row with a value and a baseline.
+    results = json.loads(lines[-1])
+    assert sorted(r["number"] for r in results["rows"]) == sorted(ROWS)
+    for row in results["rows"]:
+        assert row["value"] and row["baseline"] and row["ratio"] and row["target"]

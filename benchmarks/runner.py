@@ -44,7 +44,7 @@ class Config:
     steady_cycles: int = 3  # measured steady cycles per run (measures 1 and 6)
     scale: int = 10  # measure 2: detect at jobs and at scale x jobs
     deepdiff_runs: int = 1
-    latency_seconds: float = 25.0  # measure 4: changes made per run
+    latency_seconds: float = 20.0  # measure 4: changes made per run
     growth_cycles: int = 500  # measure 5
     growth_jobs: int = 1_000
     profile: Path | None = None
@@ -175,10 +175,13 @@ def steady(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
                 drop_stream(nats_url)
                 sim.clear_requests()
                 extra: dict[str, Any] = {"state_dir": str(folder)}
-                if cfg.profile and mode == "steady" and run == 0:
-                    extra["profile"] = str(cfg.profile / "measure1-steady-cycles.pyspy.txt")
+                profile = cfg.profile / "steady-cycles.pyspy.txt" if cfg.profile else None
+                if profile and mode == "steady" and run == 0:
+                    extra.update(profile=str(profile), profile_idle=True)
                 log(f"measure 1/6 run {run + 1}/{cfg.runs}: {mode}")
                 results[mode] = run_worker(mode, {**base, **extra})
+                if "profile" in extra and profile is not None:
+                    _summary(profile, STEADY_FOCUS, main_thread=True)
                 if mode == "steady":
                     requests = sim.requests()
         w = stats.median(c["cpu"] for c in results["steady"]["cycles"])
@@ -255,6 +258,31 @@ def steady(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
     return rows
 
 
+# What the profile summaries look at (see profiles.py): where a steady cycle's wall time
+# goes (waiting for its pacing slot, HTTP, decoding, ...), and the storm's CPU from the
+# commit to the last ack.
+STEADY_FOCUS = [
+    "Watcher.cycle",
+    "RateLimiter.acquire",
+    "AsyncClient.request",
+    "_loads",
+    "parse_page",
+    "detect (watcher/detect.py)",
+    "Store.commit",
+    "EpollSelector.select",
+]
+STORM_FOCUS = ["Store.commit", "JobState.to_dict", "executemany", "Publisher.drain", "_log_events"]
+
+
+def _summary(path: Path, focus: list[str], main_thread: bool = False) -> None:
+    from benchmarks.profiles import summarize
+
+    if path.exists():
+        text = summarize(path, focus, main_thread=main_thread)
+        path.with_suffix(".summary.txt").write_text(text)
+        log(f"profile: {path} (summary: {path.with_suffix('.summary.txt')})")
+
+
 # -- measure 2: detect() --------------------------------------------------------------------
 
 
@@ -310,6 +338,7 @@ def storm(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
             sim.reset()
             drop_stream(nats_url)
             log(f"measure 3 run {run + 1}/{cfg.runs}: every job fails at once")
+            payloads = folder / "storm-payloads.json"
             results.append(
                 run_worker(
                     "storm",
@@ -319,14 +348,20 @@ def storm(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
                         "nats_url": nats_url,
                         "rate_limit": RATE_LIMIT,
                         "state_dir": str(folder),
+                        "payloads": str(payloads),
                         **(
-                            {"profile": str(cfg.profile / "measure3-storm.pyspy.txt")}
+                            {"profile": str(cfg.profile / "storm.pyspy.txt")}
                             if cfg.profile and run == 0
                             else {}
                         ),
                     },
                 )
             )
+            if cfg.profile and run == 0:
+                _summary(cfg.profile / "storm.pyspy.txt", STORM_FOCUS)
+            log(f"measure 3 run {run + 1}/{cfg.runs}: the same payloads, nats-py alone")
+            alone = run_worker("baseline", {"payloads": str(payloads), "nats_url": nats_url})
+            results[-1].update(baseline_seconds=alone["seconds"], baseline_stored=alone["stored"])
     sim.reset()
     drop_stream(nats_url)
     rates = [r["events"] / r["seconds"] for r in results]
@@ -338,6 +373,17 @@ def storm(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
     drained = all(r["outbox_depth"] == 0 and r["flushed"] for r in results)
     ratio = stats.median(ratios)
     notes = []
+    commit = stats.median(r["phases"]["committed"] for r in results)
+    publish = stats.median(r["phases"]["acked"] - r["phases"]["committed"] for r in results)
+    nats_py = stats.median(r["baseline_seconds"] for r in results)
+    if ratio < 0.7:
+        notes.append(
+            f"of the {_fmt_s(stats.median(r['seconds'] for r in results))} from the commit to "
+            f"the last ack, the cycle's transaction (the new state of {cfg.jobs:,} jobs and "
+            f"{results[0]['events']:,} events, fsync'd) takes {_fmt_s(commit)}, before any "
+            f"event may be published (the transactional outbox); publishing from the outbox "
+            f"then takes {_fmt_s(publish)}, {nats_py / publish:.2f}x nats-py's rate"
+        )
     if lost or not drained:
         notes.append(f"{lost} event(s) missing from the stream, outbox drained: {drained}")
     if not expected:
@@ -679,7 +725,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="write py-spy profiles of measures 1 and 3 (collapsed stacks) into DIR",
+        help="also record py-spy profiles (steady cycles, the storm) and their summaries "
+        "into DIR; the profiled runs are slower, so their figures are not comparable",
     )
     return parser.parse_args(argv)
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 
 def rss_kib() -> int:
@@ -99,6 +100,7 @@ class Profile:
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         self._out = cfg.get("profile")
+        self._idle = bool(cfg.get("profile_idle"))  # sample waiting too: a wall-clock view
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Profile:
@@ -108,6 +110,7 @@ class Profile:
                 [
                     *(str(spy), "record", "--pid", str(os.getpid()), "--rate", "250"),
                     *("--threads", "--format", "raw", "--output", str(self._out)),
+                    *(["--idle"] if self._idle else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -233,7 +236,6 @@ async def _count_stored(nc: Any, stream: str, subject_filter: str) -> int:
 async def storm(cfg: dict[str, Any]) -> dict[str, Any]:
     import anyio
     import nats
-    from nats.js.api import StorageType, StreamConfig
 
     from watcher.loop import open_watcher
 
@@ -246,7 +248,9 @@ async def storm(cfg: dict[str, Any]) -> dict[str, Any]:
         store, publisher = watcher.store, watcher.publisher
         commit, drain = store.commit, publisher.drain
         emptied = anyio.Event()
-        storm_committed = lambda: "committed" in marks or not marks.get("storm")  # noqa: E731
+
+        def storm_committed() -> bool:
+            return "committed" in marks or not marks.get("storm")
 
         def timed_commit(*args: Any, **kwargs: Any) -> None:
             marks.setdefault("commit", time.perf_counter())  # events go into the outbox
@@ -293,30 +297,12 @@ async def storm(cfg: dict[str, Any]) -> dict[str, Any]:
     nc = await nats.connect(cfg["nats_url"])
     try:
         stored = await _count_stored(nc, settings.nats.stream, f"{prefix}.job.*.*.status_changed")
-        # The baseline: the same payloads and headers, pipelined, no outbox.
-        js = nc.jetstream(timeout=30)
-        base_stream = f"BENCH_BASELINE_{uuid.uuid4().hex[:8]}"
-        await js.add_stream(
-            StreamConfig(
-                name=base_stream,
-                subjects=["base.>"],
-                storage=StorageType.FILE,
-                duplicate_window=settings.nats.duplicate_window,
-            )
-        )
-        messages = [(f"base.{e.nats_subject(prefix)}", e.to_json(), e.headers()) for e in events]
-        await asyncio.sleep(0.5)
-        began = time.perf_counter()
-        futures = [
-            await js.publish_async(subject, payload, headers=headers)
-            for subject, payload, headers in messages
-        ]
-        await asyncio.gather(*futures)
-        baseline_seconds = time.perf_counter() - began
-        baseline_stored = await _count_stored(nc, base_stream, "base.>")
-        await js.delete_stream(base_stream)
     finally:
         await nc.close()
+    # For the baseline (another process, see `baseline`): the same payloads and headers.
+    _save_messages(
+        cfg["payloads"], [(e.nats_subject(prefix), e.to_json(), e.headers()) for e in events]
+    )
     return {
         "discovered": discovered,
         "events": len(events),
@@ -331,9 +317,55 @@ async def storm(cfg: dict[str, Any]) -> dict[str, Any]:
             "acked": marks["acked"] - marks["commit"],
             "logged": marks["cycle_done"] - marks["commit"],
         },
-        "baseline_seconds": baseline_seconds,
-        "baseline_stored": baseline_stored,
     }
+
+
+Message = tuple[str, bytes, dict[str, str]]  # subject, payload, headers
+
+
+def _save_messages(path: str, messages: list[Message]) -> None:
+    rows = [(subject, payload.decode(), headers) for subject, payload, headers in messages]
+    Path(path).write_bytes(orjson.dumps(rows))
+
+
+def _load_messages(path: str) -> list[Message]:
+    rows = orjson.loads(Path(path).read_bytes())
+    return [(subject, payload.encode(), headers) for subject, payload, headers in rows]
+
+
+async def baseline(cfg: dict[str, Any]) -> dict[str, Any]:
+    """nats-py publishing the storm's payloads with pipelined async JetStream publishes,
+    no outbox: every publish sent, then every ack awaited. In a fresh process, so that it
+    pays for neither the watcher's heap nor its garbage collections."""
+    import nats
+    from nats.js.api import StorageType, StreamConfig
+
+    messages = _load_messages(cfg["payloads"])
+    nc = await nats.connect(cfg["nats_url"])
+    try:
+        js = nc.jetstream(timeout=30)
+        stream = f"BENCH_BASELINE_{uuid.uuid4().hex[:8]}"
+        await js.add_stream(
+            StreamConfig(
+                name=stream, subjects=["base.>"], storage=StorageType.FILE, duplicate_window=300
+            )
+        )
+        # JetStream goes on writing the watcher's messages to disk for a moment after
+        # the storm: measured at once, the baseline would pay for that.
+        await asyncio.sleep(cfg.get("pause", 3.0))
+        gc.collect()
+        began = time.perf_counter()
+        futures = [
+            await js.publish_async(f"base.{subject}", payload, headers=headers)
+            for subject, payload, headers in messages
+        ]
+        await asyncio.gather(*futures)
+        seconds = time.perf_counter() - began
+        stored = await _count_stored(nc, stream, "base.>")
+        await js.delete_stream(stream)
+    finally:
+        await nc.close()
+    return {"seconds": seconds, "events": len(messages), "stored": stored}
 
 
 # -- memory -----------------------------------------------------------------------------
@@ -388,7 +420,7 @@ def _parsed_jobs(jobs: int, regions: list[str]) -> list[Any]:
     from watcher.simulator import Scenario, ScenarioState, page_body
 
     state = ScenarioState(Scenario(jobs=workload.build_jobs(jobs, regions)))
-    out = []
+    out: list[Any] = []
     for region in regions:
         selected = state.select(region)
         for start in range(0, len(selected), 30):
@@ -502,6 +534,7 @@ MODES = {
     "steady": steady,
     "floor": floor,
     "storm": storm,
+    "baseline": baseline,
     "memory": memory,
     "detect": detect_bench,
 }

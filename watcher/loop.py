@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from watcher import __version__
 from watcher.detect import Detection, Memory, Rules, detect
@@ -42,6 +43,7 @@ from watcher.store import Store
 log = get_logger("watcher.loop")
 event_log = get_logger("watcher.events")
 _LOG_SLICE = 16  # event log lines written between two chances for the publisher to run
+_LOG_DEFERRAL = 2.0  # seconds a cycle's log lines may wait, in all, for the publisher
 
 
 def rules_from(settings: Settings) -> Rules:
@@ -143,13 +145,18 @@ class Watcher:
         A line costs ~80 µs (the structlog and logging chain): a storm of 10,000 events
         spends most of a second on them. Written all at once, before the publisher could
         run, they would hold every event back from JetStream until the last line; so they
-        go in slices, each after the batch being published (if any) is through, and the
-        events reach their consumers first, the log lines right behind.
+        go in slices, each once the publisher is through with the outbox, and the events
+        reach their consumers first, the log lines right behind. The lines wait for the
+        publisher at most `_LOG_DEFERRAL` seconds in all: when NATS is slow or down, the
+        cycle (and the next poll) must not wait on it.
         """
         logger = event_log.bind()  # one bound logger for the lot, not one per line
+        deadline = time.monotonic() + _LOG_DEFERRAL
         for start in range(0, len(events), _LOG_SLICE):
             if start:
-                await self.publisher.wait_idle()
+                with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
+                    await self.publisher.wait_idle()
+                await anyio.lowlevel.checkpoint()
             for event in events[start : start + _LOG_SLICE]:
                 logger.info("event", **event.log_fields())
 

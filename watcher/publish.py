@@ -227,12 +227,12 @@ class Publisher:
         window absorbs them).
         """
         async with self._lock:
-            entries = await self._read(batch, after=0)
-            if not entries:
-                return 0
-            await self.ensure_stream()
             self._idle = anyio.Event()
             try:
+                entries = await self._read(batch, after=0)
+                if not entries:
+                    return 0
+                await self.ensure_stream()
                 return await self._stream(entries, batch)
             finally:
                 self._idle.set()

@@ -143,13 +143,10 @@ class Store:
         """Save the new baseline, memory and the cycle's events in one transaction."""
         if not self._loaded:
             self.load()
-        import gc as _gc, sys as _sys, time as _t
-        _t0 = _t.perf_counter(); _g = _gc.get_count()
         new: dict[JobKey, tuple[JobState, JobMemory | None]] = {
             key: (job, detection.memory.jobs.get(key))
             for key, job in detection.baseline.jobs.items()
         }
-        print("DICTCOMP", _t.perf_counter() - _t0, _g, _gc.get_count(), len(_gc.get_objects()) if False else "", file=_sys.stderr)
         changed = [
             (key, job, mem)
             for key, (job, mem) in new.items()

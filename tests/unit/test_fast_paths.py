@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import itertools
 import json
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -30,10 +32,13 @@ from hypothesis import strategies as st
 
 from tests.unit.test_client import FakeDts, error, job, make_client
 from tests.unit.test_models import INSTANCES, JOB_STATES, SAMPLE
+from watcher import loop
 from watcher.detect import WithJob
 from watcher.dts.client import RateLimiter, _loads
 from watcher.dts.models import JobCache, parse_page
 from watcher.events import Event
+from watcher.logs import configure
+from watcher.loop import Watcher
 from watcher.snapshot import JobState
 from watcher.store import Store, _payload, _runs
 
@@ -385,3 +390,56 @@ async def test_a_late_start_pushes_the_next_one_back() -> None:
             tg.start_soon(one)
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(gap >= 0.25 - 1e-9 for gap in gaps), gaps
+
+
+# --- the cycle's event log lines --------------------------------------------------------
+
+
+class _Publisher:
+    """Busy (publishing) until `idle` is set."""
+
+    def __init__(self) -> None:
+        self.idle = anyio.Event()
+
+    async def wait_idle(self) -> None:
+        await self.idle.wait()
+
+
+def _log_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if '"event"' in line]
+
+
+@pytest.mark.anyio
+async def test_event_lines_wait_for_the_publisher_then_all_come(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    configure("info", "json", stream=stream)
+    publisher = _Publisher()
+    owner = SimpleNamespace(publisher=publisher)
+    events = _events(40)
+
+    async def publish_for_a_while() -> None:
+        await anyio.sleep(0.05)
+        publisher.idle.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(publish_for_a_while)
+        await Watcher._log_events(owner, events)  # type: ignore[arg-type]
+        assert publisher.idle.is_set()  # the lines past the first slice waited for it
+    lines = _log_lines(stream)
+    assert [line["event_id"] for line in lines] == [e.id for e in events]
+
+
+@pytest.mark.anyio
+async def test_event_lines_do_not_wait_for_a_stuck_publisher_for_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(loop, "_LOG_DEFERRAL", 0.2)
+    stream = io.StringIO()
+    configure("info", "json", stream=stream)
+    owner = SimpleNamespace(publisher=_Publisher())  # never idle: NATS hanging
+    events = _events(100)
+    with anyio.fail_after(5):
+        await Watcher._log_events(owner, events)  # type: ignore[arg-type]
+    assert [line["event_id"] for line in _log_lines(stream)] == [e.id for e in events]

@@ -92,7 +92,7 @@ async def _probe_region(client: DtsClient, region: str, settings: Settings) -> V
     try:
         with anyio.fail_after(settings.dts.timeout + 5):
             # One page, through the client's own signing and decoding (no retries).
-            page = await client._page(region, 1)
+            page = await client.read_page(region, 1)
     except DtsError as exc:
         return Verdict(check, False, explain_dts(exc, where, settings.dts.timeout))
     except TimeoutError:

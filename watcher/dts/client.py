@@ -274,6 +274,10 @@ class DtsClient:
 
     # -- one page, with retries ----------------------------------------------------------
 
+    async def read_page(self, region: str, number: int = 1) -> PageParse:
+        """One page of one region, with the usual retries (`check-config --probe` uses it)."""
+        return await self._page(region, number)
+
     async def _page(self, region: str, number: int, cache: JobCache | None = None) -> PageParse:
         params = self._params(region, number)
         body, exact = await self._call(region, params)

@@ -246,16 +246,18 @@ async def storm(cfg: dict[str, Any]) -> dict[str, Any]:
 
     async with open_watcher(settings) as watcher:
         store, publisher = watcher.store, watcher.publisher
-        commit, drain = store.commit, publisher.drain
+        commit_steps, drain = store.commit_steps, publisher.drain
         emptied = anyio.Event()
 
         def storm_committed() -> bool:
             return "committed" in marks or not marks.get("storm")
 
-        def timed_commit(*args: Any, **kwargs: Any) -> None:
+        def timed_commit_steps(*args: Any, **kwargs: Any) -> Any:
             marks.setdefault("commit", time.perf_counter())  # events go into the outbox
             marks.setdefault("commit_cpu", time.process_time())
-            commit(*args, **kwargs)
+            for saved in commit_steps(*args, **kwargs):
+                marks.setdefault("first_saved", time.perf_counter())
+                yield saved
             marks.setdefault("committed", time.perf_counter())
 
         async def watched_drain(*args: Any, **kwargs: Any) -> int:
@@ -278,7 +280,7 @@ async def storm(cfg: dict[str, Any]) -> dict[str, Any]:
             async with httpx.AsyncClient(trust_env=False, timeout=120) as admin:
                 (await admin.post(f"{cfg['url']}/_sim/advance", json={"n": 1})).raise_for_status()
             emptied = anyio.Event()
-            store.commit = timed_commit  # type: ignore[method-assign]
+            store.commit_steps = timed_commit_steps  # type: ignore[method-assign]
             marks["storm"] = 1.0
             marks.pop("acked", None)
             with Profile(cfg):
@@ -287,7 +289,7 @@ async def storm(cfg: dict[str, Any]) -> dict[str, Any]:
                 with anyio.fail_after(600):
                     await emptied.wait()
             tg.cancel_scope.cancel()
-        store.commit = commit  # type: ignore[method-assign]
+        store.commit_steps = commit_steps  # type: ignore[method-assign]
         publisher.drain = drain  # type: ignore[method-assign]
         depth = store.outbox_depth()
         flushed = depth == 0
@@ -313,6 +315,7 @@ async def storm(cfg: dict[str, Any]) -> dict[str, Any]:
         "seconds": marks["acked"] - marks["commit"],
         "cpu": marks["acked_cpu"] - marks["commit_cpu"],
         "phases": {  # when each part ended, from the start of the commit
+            "first_saved": marks["first_saved"] - marks["commit"],
             "committed": marks["committed"] - marks["commit"],
             "acked": marks["acked"] - marks["commit"],
             "logged": marks["cycle_done"] - marks["commit"],

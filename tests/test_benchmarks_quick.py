@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ROWS = ("1", "2a", "2b", "3", "4", "5a", "5b", "6a", "6b")
+ROWS = ("1", "2a", "2b", "3", "4a", "4b", "5a", "5b", "6a", "6b")
 
 pytestmark = pytest.mark.e2e
 

@@ -32,7 +32,7 @@ The rules, in the order they are applied to each job:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -147,23 +147,142 @@ def detect(
     memory: Memory,
     rules: Rules,
     now: datetime,
+    observed: frozenset[JobKey] = frozenset(),
 ) -> Detection:
-    """Compare the baseline with a fresh snapshot; see the module docstring for the rules."""
+    """Compare the baseline with a fresh snapshot; see the module docstring for the rules.
+
+    `observed`: jobs already judged this cycle by `observe` (page by page, as the listing
+    came in; `previous` and `memory` then hold what that found). They are carried over
+    as they are, not judged twice.
+    """
     cycle = memory.cycle + 1
-    stamp = format_time(now)
     before: Mapping[JobKey, JobState] = previous.jobs if previous is not None else {}
     complete = current.complete_regions
     watched = set(current.regions) or {job.region for job in current}
     events: list[Event] = []
     known: dict[JobKey, JobState] = {}
     remembered: dict[JobKey, JobMemory] = {}
-    default = JobMemory()
+    emit = _emitter(events, cycle, now)
 
+    # Jobs present in a completely read region.
+    for key, job in current.jobs.items():
+        if job.region not in complete:
+            continue
+        known[key] = job
+        mem = memory.jobs.get(key, _DEFAULT)
+        if key not in observed:
+            mem = _judge(before.get(key), job, mem, rules, emit)
+        if mem != _DEFAULT:
+            remembered[key] = mem
+
+    # Jobs we knew that this snapshot did not show.
+    for key, old in before.items():
+        if key in known:
+            continue
+        if old.region not in watched:
+            continue  # the region is no longer configured: forget, without an event
+        mem = memory.jobs.get(key, _DEFAULT)
+        if old.region in complete:
+            absent = mem.absent + 1
+            if absent >= rules.removed_after:
+                emit(old, REMOVED, "info", {})
+                continue
+            mem = replace(mem, absent=absent)
+        known[key] = old  # carried over: not (yet) proven gone
+        if mem != _DEFAULT:
+            remembered[key] = mem
+
+    baseline = Snapshot(jobs=known, regions=current.regions, taken_at=current.taken_at)
+    return Detection(events, Memory(cycle=cycle, jobs=remembered), baseline)
+
+
+class Observation(NamedTuple):
+    events: list[Event]
+    # The jobs judged, with their new memory (None: back to the default, nothing kept).
+    jobs: dict[JobKey, tuple[JobState, JobMemory | None]]
+
+
+def observe(
+    before: Mapping[JobKey, JobState],
+    jobs: Iterable[JobState],
+    memory: Mapping[JobKey, JobMemory],
+    cycle: int,
+    rules: Rules,
+    now: datetime,
+) -> Observation:
+    """Judge jobs that a consistent page of the listing under way (`cycle`) showed, as
+    `detect` judges present jobs; absence is `detect`'s alone, from complete listings.
+
+    Used when events go out page by page (`poll.emit = "page"`); `detect` then gets the
+    keys judged here as `observed`.
+    """
+    events: list[Event] = []
+    emit = _emitter(events, cycle, now)
+    judged: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
+    for job in jobs:
+        key = job.key
+        mem = _judge(before.get(key), job, memory.get(key, _DEFAULT), rules, emit)
+        judged[key] = (job, None if mem == _DEFAULT else mem)
+    return Observation(events, judged)
+
+
+class PageByPage:
+    """`detect`, a page at a time (`poll.emit = "page"`). Pure, like detect.
+
+    `judge(page, now)` applies the rules for present jobs to a consistent page of the
+    listing under way and returns its events and the jobs whose state or memory moved
+    (what must be saved with those events); `finish(current, now)` then runs `detect` on
+    the whole listing with what the pages found as the baseline, judging only what no
+    page did: absence (complete listings only), and jobs of pages that were not fed.
+
+    A job is judged from the first page it is seen on: if it moves between pages while
+    they are read, a later sighting waits for the next cycle (pages arrive out of
+    order, so the later sighting might be the older one).
+    """
+
+    def __init__(self, previous: Snapshot | None, memory: Memory, rules: Rules) -> None:
+        self.jobs: dict[JobKey, JobState] = dict(previous.jobs) if previous is not None else {}
+        self.memory: dict[JobKey, JobMemory] = dict(memory.jobs)
+        self.seen: set[JobKey] = set()
+        self._cycle = memory.cycle
+        self._rules = rules
+
+    def judge(self, page: Iterable[JobState], now: datetime) -> Observation:
+        fresh = [job for job in page if job.key not in self.seen]
+        self.seen.update(job.key for job in fresh)
+        found = observe(self.jobs, fresh, self.memory, self._cycle + 1, self._rules, now)
+        moved: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
+        for key, (job, mem) in found.jobs.items():
+            if self.jobs.get(key) is not job or self.memory.get(key) != mem:
+                moved[key] = (job, mem)
+                self.jobs[key] = job
+                if mem is None:
+                    self.memory.pop(key, None)
+                else:
+                    self.memory[key] = mem
+        return Observation(found.events, moved)
+
+    def finish(self, current: Snapshot, now: datetime) -> Detection:
+        return detect(
+            Snapshot(jobs=self.jobs),
+            current,
+            Memory(cycle=self._cycle, jobs=self.memory),
+            self._rules,
+            now,
+            observed=frozenset(self.seen),
+        )
+
+
+_DEFAULT = JobMemory()
+
+
+def _emitter(events: list[Event], cycle: int, now: datetime) -> _Emit:
+    stamp = format_time(now)
     emitted: dict[JobKey, int] = {}
 
     def emit(job: JobState, kind: str, severity: Severity, data: dict[str, Any]) -> None:
-        # The id covers the job, the cycle and the event's place among the job's events
-        # this cycle, so two events of one kind (both init stages failing) stay distinct.
+        # The id covers the job, the cycle, the moment and the event's place among the
+        # job's events, so two events of one kind (both init stages failing) stay distinct.
         n = emitted[job.key] = emitted.get(job.key, 0) + 1
         event_id = deterministic_id(str(job.key), kind, str(cycle), stamp, str(n))
         body: Mapping[str, Any] = {
@@ -178,48 +297,23 @@ def detect(
             body = WithJob(body, job)
         events.append(Event(kind, severity, now, body, event_id, job.region, job.job_id))
 
-    # Jobs present in a completely read region.
-    for key, job in current.jobs.items():
-        if job.region not in complete:
-            continue
-        old = before.get(key)
-        mem = memory.jobs.get(key, default)
-        known[key] = job
-        if old is None:
-            emit(job, DISCOVERED, "info", {})
-            mem = _first_sight(job, rules, emit)
-        elif old == job and not mem.delay_streaks and not mem.absent:
-            if mem is not default:  # unchanged, nothing pending: the fast path
-                remembered[key] = mem
-            continue
-        else:
-            mem = replace(mem, absent=0)
-            _status(old, job, emit)
-            mem = _precheck(job, mem, emit)
-            mem = _init(job, mem, emit)
-            mem = _delay(job, mem, rules, emit)
-        if mem != default:
-            remembered[key] = mem
+    return emit
 
-    # Jobs we knew that this snapshot did not show.
-    for key, old in before.items():
-        if key in known:
-            continue
-        if old.region not in watched:
-            continue  # the region is no longer configured: forget, without an event
-        mem = memory.jobs.get(key, default)
-        if old.region in complete:
-            absent = mem.absent + 1
-            if absent >= rules.removed_after:
-                emit(old, REMOVED, "info", {})
-                continue
-            mem = replace(mem, absent=absent)
-        known[key] = old  # carried over: not (yet) proven gone
-        if mem != default:
-            remembered[key] = mem
 
-    baseline = Snapshot(jobs=known, regions=current.regions, taken_at=current.taken_at)
-    return Detection(events, Memory(cycle=cycle, jobs=remembered), baseline)
+def _judge(
+    old: JobState | None, job: JobState, mem: JobMemory, rules: Rules, emit: _Emit
+) -> JobMemory:
+    """The rules for one job seen present; its new memory."""
+    if old is None:
+        emit(job, DISCOVERED, "info", {})
+        return _first_sight(job, rules, emit)
+    if old == job and not mem.delay_streaks and not mem.absent:
+        return mem  # unchanged, nothing pending: the fast path
+    mem = replace(mem, absent=0)
+    _status(old, job, emit)
+    mem = _precheck(job, mem, emit)
+    mem = _init(job, mem, emit)
+    return _delay(job, mem, rules, emit)
 
 
 class WithJob(Mapping[str, Any]):

@@ -6,7 +6,9 @@ point. The tests use it to prove that no event is lost or doubled whichever step
 interrupts. The points, in the order a cycle reaches them:
 
     before_commit   events detected, nothing saved yet
-    after_commit    baseline, memory and events saved; nothing published
+    between_commits the first of a cycle's transactions saved (with several, see
+                    `state.events_per_transaction`), maybe published, the rest not
+    after_commit    baseline, memory and events saved; maybe some published
     after_publish   a batch published to JetStream, not yet removed from the outbox
 """
 
@@ -16,7 +18,7 @@ import os
 import signal
 
 ENV = "DTS_WATCHER_TEST_CRASH_AT"
-POINTS = frozenset({"before_commit", "after_commit", "after_publish"})
+POINTS = frozenset({"before_commit", "between_commits", "after_commit", "after_publish"})
 
 
 def crash_point(name: str) -> None:

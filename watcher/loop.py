@@ -13,6 +13,7 @@ publishes `stopped`, and returns.
 
 from __future__ import annotations
 
+import math
 import random
 import signal
 import time
@@ -26,7 +27,7 @@ import anyio
 import anyio.lowlevel
 
 from watcher import __version__
-from watcher.detect import Detection, Memory, Rules, detect
+from watcher.detect import Detection, Memory, PageByPage, Rules, detect
 from watcher.dts.client import DtsClient
 from watcher.dts.credentials import provider_from_settings
 from watcher.events import Event, Severity, format_time, watcher_event
@@ -36,7 +37,7 @@ from watcher.logs import get_logger
 from watcher.metrics import Metrics
 from watcher.publish import Publisher, PublishError
 from watcher.settings import Settings, settings_digest
-from watcher.snapshot import Snapshot
+from watcher.snapshot import JobState, Snapshot
 from watcher.source_health import SourceHealth, track
 from watcher.store import Store
 
@@ -113,18 +114,25 @@ class Watcher:
         started = time.monotonic()
         if self._baseline is None:
             self._baseline, self._memory = await anyio.to_thread.run_sync(self.store.load)
-        snapshot = await self.client.fetch()
-        detection: Detection = detect(
-            self._baseline, snapshot, self._memory, self.rules, self._now()
-        )
-        own = self._health_events(snapshot)
-        events = [*detection.events, *own]
-        crash_point("before_commit")
-        await anyio.to_thread.run_sync(self._commit, detection, own)
+        try:
+            if self.settings.poll.emit == "page":
+                snapshot, early, detection = await self._fetch_page_by_page(self._baseline)
+            else:
+                early = []
+                snapshot = await self.client.fetch()
+                detection = detect(self._baseline, snapshot, self._memory, self.rules, self._now())
+            own = self._health_events(snapshot)
+            events = [*early, *detection.events, *own]
+            crash_point("before_commit")
+            await self._commit(detection, own)
+        except BaseException:
+            # Some of the cycle's transactions may be saved: start the next cycle from
+            # what the store holds, not from what this one started with.
+            self._baseline = None
+            raise
         crash_point("after_commit")
         self._baseline, self._memory = detection.baseline, detection.memory
         self._count(snapshot, events)
-        self._wake.set()  # the events are safe in the outbox: the publisher may start
         await self._log_events(events)
         duration = time.monotonic() - started
         self.metrics.observe_cycle(duration, snapshot.complete, self._now())
@@ -138,6 +146,46 @@ class Watcher:
             **({"incomplete": snapshot.incomplete_reasons} if not snapshot.complete else {}),
         )
         return CycleResult(snapshot, events, snapshot.complete, duration)
+
+    async def _fetch_page_by_page(
+        self, baseline: Snapshot | None
+    ) -> tuple[Snapshot, list[Event], Detection]:
+        """`poll.emit = "page"`: judge each consistent page as it arrives (see
+        `PageByPage`), save what moved with its events and wake the publisher, while the
+        rest of the listing is read; then judge what no page did. Returns the snapshot,
+        the events already saved, and the rest of the cycle's detection."""
+        pages = PageByPage(baseline, self._memory, self.rules)
+        early: list[Event] = []
+        prefix = self.settings.nats.subject_prefix
+        send, receive = anyio.create_memory_object_stream[tuple[JobState, ...]](math.inf)
+
+        def on_page(region: str, page: tuple[JobState, ...]) -> None:
+            send.send_nowait(page)
+
+        async def judge() -> None:
+            async with receive:
+                async for page in receive:
+                    batch = [*page]
+                    while True:  # whatever else arrived meanwhile: one transaction
+                        try:
+                            batch.extend(receive.receive_nowait())
+                        except anyio.WouldBlock:
+                            break
+                    found = pages.judge(batch, self._now())
+                    if not found.jobs and not found.events:
+                        continue  # the steady case: no transaction, no thread
+                    await anyio.to_thread.run_sync(
+                        self.store.save_page, found.jobs, found.events, prefix
+                    )
+                    if found.events:
+                        early.extend(found.events)
+                        self._wake.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(judge)
+            async with send:
+                snapshot = await self.client.fetch(on_page=on_page)
+        return snapshot, early, pages.finish(snapshot, self._now())
 
     async def _log_events(self, events: list[Event]) -> None:
         """One JSON log line per event, after the publisher had its turn.
@@ -160,11 +208,19 @@ class Watcher:
             for event in events[start : start + _LOG_SLICE]:
                 logger.info("event", **event.log_fields())
 
-    def _commit(self, detection: Detection, extra: list[Event]) -> None:
+    async def _commit(self, detection: Detection, extra: list[Event]) -> None:
+        """Save the cycle, waking the publisher as each transaction lands: the first
+        events of a storm go out while the rest are being written (`Store.commit_steps`)."""
         prefix = self.settings.nats.subject_prefix
-        self.store.commit(detection, prefix)
+        steps = self.store.commit_steps(
+            detection, prefix, self.settings.state.events_per_transaction
+        )
+        while await anyio.to_thread.run_sync(next, steps, None) is not None:
+            self._wake.set()  # those events are safe in the outbox: they may go out
+            crash_point("between_commits")
         if extra:
-            self.store.add_events(extra, prefix)
+            await anyio.to_thread.run_sync(self.store.add_events, extra, prefix)
+            self._wake.set()
 
     def _health_events(self, snapshot: Snapshot) -> list[Event]:
         """cycle_incomplete for this cycle, and source_unavailable / source_recovered."""

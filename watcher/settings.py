@@ -237,10 +237,22 @@ class NatsSettings(_Section):
 class PollSettings(_Section):
     interval: float = Field(30.0, ge=1, description="seconds between cycle starts")
     jitter: float = Field(0.1, ge=0, le=0.5, description="fraction of the interval, random")
+    emit: Literal["listing", "page"] = Field(
+        "listing",
+        description="when job events go out: once the whole listing is read (listing), or "
+        "as each consistent page arrives (page: sooner when a listing takes seconds; "
+        "`removed` still waits for complete listings)",
+    )
 
 
 class StateSettings(_Section):
     path: Path = Field(Path("var/dts-watcher.sqlite3"), description="file or folder")
+    events_per_transaction: int = Field(
+        1000,
+        ge=1,
+        description="a cycle's events are saved in transactions of about this many, each "
+        "with the states of their jobs; publishing starts after the first",
+    )
 
     @property
     def file(self) -> Path:

@@ -7,21 +7,29 @@ if it dies after, the events wait in the outbox and are published on the next st
 Either way nothing is lost, and JetStream's duplicate window (the event id is the
 Nats-Msg-Id) absorbs a re-publish of an event whose ack we never saw.
 
-Layout (schema version 1):
+Layout (schema version 2):
     meta(key, value)                 schema_version, cycle, taken_at, writer
     jobs(key, state, memory)         the baseline: last known state + rule memory per job
+    bodies(key, body)                the heavy rest of each job's state (see below)
     outbox(seq, id, subject, payload) events not yet acknowledged by JetStream, in order
 
 Only what changed is written: the store remembers what it last loaded or committed and
 compares by identity first (unchanged jobs are the very same objects), then by value.
+A job's heavy, seldom-moving parts (`snapshot.BODY_FIELDS`: precheck, endpoints, tags,
+objects, times) live in a table of their own, rewritten only when they changed: SQLite
+rewrites a whole row (overflow pages included) to update one column. When 10,000 jobs
+fail at once, the transaction that must be fsync'd before the first event goes out then
+holds 3 MB of job state instead of 30. Schema 1 (the whole job in `jobs.state`) is
+migrated on open, in one transaction.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +41,11 @@ from watcher.detect import Detection, JobMemory, Memory
 from watcher.events import Event
 from watcher.snapshot import JobKey, JobState, Snapshot
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, state TEXT NOT NULL, memory TEXT);
+CREATE TABLE IF NOT EXISTS bodies (key TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -102,7 +111,16 @@ class Store:
                 f"state file {path} was written by a newer dts-watcher (schema {version}, "
                 f"this is {__version__} with schema {SCHEMA_VERSION}); upgrade, or {RECOVERY}"
             )
-        if version is not None and version < SCHEMA_VERSION:
+        if version == 1:
+            try:
+                _migrate_from_1(db)
+            except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
+                db.close()
+                raise StateError(
+                    f"state file {path} could not be migrated from schema 1 "
+                    f"({type(exc).__name__}: {exc}); {RECOVERY}"
+                ) from None
+        elif version is not None and version < SCHEMA_VERSION:
             db.close()
             raise StateError(
                 f"state file {path} has the old schema {version} and no migration exists; "
@@ -120,11 +138,13 @@ class Store:
         """The baseline and rule memory as last committed (empty on a fresh file)."""
         with self._lock:
             try:
-                rows = self._db.execute("SELECT key, state, memory FROM jobs").fetchall()
+                rows = self._db.execute(
+                    "SELECT key, state, body, memory FROM jobs JOIN bodies USING (key)"
+                ).fetchall()
                 meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
                 jobs: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
-                for key, state, memory in rows:
-                    job = JobState.from_dict(json.loads(state))
+                for key, state, body, memory in rows:
+                    job = JobState.from_dict({**json.loads(state), **json.loads(body)})
                     mem = JobMemory.from_dict(json.loads(memory)) if memory else None
                     jobs[JobKey.parse(key)] = (job, mem)
             except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
@@ -139,46 +159,138 @@ class Store:
         memory = Memory(cycle=self._cycle, jobs={k: m for k, (_, m) in jobs.items() if m})
         return baseline, memory
 
-    def commit(self, detection: Detection, subject_prefix: str) -> None:
-        """Save the new baseline, memory and the cycle's events in one transaction."""
+    def commit(self, detection: Detection, subject_prefix: str, chunk: int = 1000) -> None:
+        """Save the new baseline, memory and the cycle's events (see `commit_steps`)."""
+        for _ in self.commit_steps(detection, subject_prefix, chunk):
+            pass
+
+    def commit_steps(
+        self, detection: Detection, subject_prefix: str, chunk: int = 1000
+    ) -> Iterator[int]:
+        """Save the new baseline, memory and the cycle's events, in transactions of about
+        `chunk` events each (the first, a tenth of that); after each one, yield how many
+        events are saved so far.
+
+        What must be atomic is a job's new state with the events it caused: if the
+        process dies between two transactions, the jobs saved have their events in the
+        outbox, and the others still have their old state, so the next run detects their
+        changes again. Chunks let the publisher start on the first events of a storm
+        while the rest are being written. A job's events are never split; the last
+        transaction carries every remaining change and the cycle number.
+        """
         if not self._loaded:
             self.load()
-        new: dict[JobKey, tuple[JobState, JobMemory | None]] = {
-            key: (job, detection.memory.jobs.get(key))
-            for key, job in detection.baseline.jobs.items()
-        }
-        changed = [
-            (key, job, mem)
-            for key, (job, mem) in new.items()
+        jobs, memory = detection.baseline.jobs, detection.memory.jobs
+        saved = 0
+        chunks = _chunks(detection.events, max(1, chunk), first=max(1, chunk // 10))
+        for n, events in enumerate(chunks, start=1):
+            if n < len(chunks):
+                keys = {k for e in events if (k := _key_of(e)) is not None}
+                self._write(keys, jobs, memory, events, subject_prefix, None)
+            else:
+                keys = self._changed(jobs, memory)
+                self._write(keys, jobs, memory, events, subject_prefix, detection.memory.cycle)
+            saved += len(events)
+            yield saved
+
+    def save_page(
+        self,
+        jobs: Mapping[JobKey, tuple[JobState, JobMemory | None]],
+        events: Sequence[Event],
+        subject_prefix: str,
+    ) -> bool:
+        """Save jobs judged from one page of the listing under way, with the events they
+        caused, in one transaction (`poll.emit = "page"`); False if nothing changed."""
+        if not self._loaded:
+            self.load()
+        keys = {
+            key
+            for key, (job, mem) in jobs.items()
             if (old := self._jobs.get(key)) is None
             or not (old[0] is job or old[0] == job)
             or old[1] != mem
-        ]
-        # Serialized as SQLite takes them: a list of all the rows would be another 30 MB
-        # at the peak of a 10,000-job storm.
-        upserts = (
-            (str(key), _json_text(job.to_dict()), _json_text(mem.to_dict()) if mem else None)
-            for key, job, mem in changed
-        )
-        deletes = [(str(key),) for key in self._jobs.keys() - new.keys()]
+        }
+        if not keys and not events:
+            return False
+        states = {key: job for key, (job, _) in jobs.items()}
+        memory = {key: mem for key, (_, mem) in jobs.items() if mem is not None}
+        self._write(keys, states, memory, events, subject_prefix, None)
+        return True
+
+    def _changed(
+        self, jobs: Mapping[JobKey, JobState], memory: Mapping[JobKey, JobMemory]
+    ) -> set[JobKey]:
+        """Keys whose row differs from what is saved: new, changed, or gone."""
+        changed = {
+            key
+            for key, job in jobs.items()
+            if (old := self._jobs.get(key)) is None
+            or not (old[0] is job or old[0] == job)
+            or old[1] != memory.get(key)
+        }
+        changed.update(self._jobs.keys() - jobs.keys())
+        return changed
+
+    def _write(
+        self,
+        keys: set[JobKey],
+        jobs: Mapping[JobKey, JobState],
+        memory: Mapping[JobKey, JobMemory],
+        events: Sequence[Event],
+        prefix: str,
+        cycle: int | None,
+    ) -> None:
+        """One transaction: the rows of `keys` as in `jobs` and `memory` (not in `jobs`:
+        deleted), `events` into the outbox, and the cycle number if given."""
+        upserts: list[tuple[JobKey, JobState, JobMemory | None]] = []
+        bodies: list[tuple[JobKey, JobState]] = []  # new jobs, and those whose body moved
+        gone: list[JobKey] = []
+        for key in keys:
+            job = jobs.get(key)
+            if job is None:
+                gone.append(key)
+                continue
+            upserts.append((key, job, memory.get(key)))
+            old = self._jobs.get(key)
+            if old is None or not (old[0] is job or old[0].same_body(job)):
+                bodies.append((key, job))
         with self._lock, _transaction(self._db):
-            if deletes:
+            if gone:
+                deletes = [(str(key),) for key in gone]
                 self._db.executemany("DELETE FROM jobs WHERE key = ?", deletes)
-            if changed:
+                self._db.executemany("DELETE FROM bodies WHERE key = ?", deletes)
+            # Rows are serialized as SQLite takes them: lists of them all would double
+            # the memory a 10,000-job storm peaks at.
+            if upserts:
                 self._db.executemany(
                     "INSERT INTO jobs(key, state, memory) VALUES (?, ?, ?) "
                     "ON CONFLICT(key) DO UPDATE SET state = excluded.state, "
                     "memory = excluded.memory",
-                    upserts,
+                    (
+                        (str(key), _json_text(job.head_dict()), _memory_text(mem))
+                        for key, job, mem in upserts
+                    ),
                 )
-            self._insert_events(detection.events, subject_prefix)
-            self._db.execute(
-                "INSERT INTO meta VALUES ('cycle', ?) ON CONFLICT(key) DO UPDATE "
-                "SET value = excluded.value",
-                (str(detection.memory.cycle),),
-            )
-        self._jobs = new
-        self._cycle = detection.memory.cycle
+            if bodies:
+                self._db.executemany(
+                    "INSERT INTO bodies(key, body) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET body = excluded.body",
+                    ((str(key), _json_text(job.body_dict())) for key, job in bodies),
+                )
+            self._insert_events(events, prefix)
+            if cycle is not None:
+                self._db.execute(
+                    "INSERT INTO meta VALUES ('cycle', ?) ON CONFLICT(key) DO UPDATE "
+                    "SET value = excluded.value",
+                    (str(cycle),),
+                )
+        # Saved: what the next comparison starts from.
+        for key, job, mem in upserts:
+            self._jobs[key] = (job, mem)
+        for key in gone:
+            self._jobs.pop(key, None)
+        if cycle is not None:
+            self._cycle = cycle
 
     # -- outbox ----------------------------------------------------------------------------
 
@@ -247,6 +359,25 @@ class Store:
             return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
 
+def _key_of(event: Event) -> JobKey | None:
+    if event.region is None or event.job_id is None:
+        return None
+    return JobKey(event.region, event.job_id, str(event.data.get("direction")))
+
+
+def _chunks(events: Sequence[Event], size: int, first: int) -> list[Sequence[Event]]:
+    """`events` cut into runs of about `first`, then `size`, never between two events of
+    one job; always at least one (maybe empty) run."""
+    cuts = [0]
+    for i in range(1, len(events)):
+        if i - cuts[-1] >= (first if len(cuts) == 1 else size) and _key_of(events[i]) != _key_of(
+            events[i - 1]
+        ):
+            cuts.append(i)
+    cuts.append(len(events))
+    return [events[a:b] for a, b in itertools.pairwise(cuts)]
+
+
 def _runs(seqs: list[int]) -> list[tuple[int, int]]:
     """[1, 2, 3, 7, 8] -> [(1, 3), (7, 8)] (seqs sorted, distinct)."""
     runs: list[tuple[int, int]] = []
@@ -265,6 +396,10 @@ def _json_text(value: Any) -> str:
         return orjson.dumps(value).decode()
     except orjson.JSONEncodeError:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _memory_text(memory: JobMemory | None) -> str | None:
+    return _json_text(memory.to_dict()) if memory else None
 
 
 def _payload(event: Event) -> bytes:
@@ -307,3 +442,17 @@ def _schema_version(db: sqlite3.Connection) -> int | None:
     if row is None or not str(row[0]).isdigit():
         raise _NotOurs("no schema version recorded")
     return int(row[0])
+
+
+def _migrate_from_1(db: sqlite3.Connection) -> None:
+    """Schema 1 kept the whole job in `jobs.state`: move each job's body to `bodies`."""
+    with _transaction(db):
+        db.execute("CREATE TABLE bodies (key TEXT PRIMARY KEY, body TEXT NOT NULL)")
+        rows = db.execute("SELECT key, state FROM jobs").fetchall()
+        for key, state in rows:
+            job = JobState.from_dict(json.loads(state))
+            db.execute(
+                "UPDATE jobs SET state = ? WHERE key = ?", (_json_text(job.head_dict()), key)
+            )
+            db.execute("INSERT INTO bodies VALUES (?, ?)", (key, _json_text(job.body_dict())))
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

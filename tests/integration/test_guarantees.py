@@ -154,7 +154,9 @@ def run_once(settings_env: dict[str, str], crash_at: str | None = None) -> int:
     return done.returncode
 
 
-@pytest.mark.parametrize("point", ["before_commit", "after_commit", "after_publish"])
+@pytest.mark.parametrize(
+    "point", ["before_commit", "between_commits", "after_commit", "after_publish"]
+)
 def test_a_crash_at_any_point_loses_and_doubles_nothing(
     tmp_path: Path, simulator: Simulator, nats_server: NatsServer, point: str
 ) -> None:
@@ -166,6 +168,8 @@ def test_a_crash_at_any_point_loses_and_doubles_nothing(
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEFAULT_ACCESS_KEY_SECRET,
         "DTS_WATCHER_NATS__URL": nats_server.url,
         "DTS_WATCHER_STATE__PATH": str(tmp_path / "state.sqlite3"),
+        # One job's events per transaction, so a crash can fall between two of them.
+        "DTS_WATCHER_STATE__EVENTS_PER_TRANSACTION": "1",
     }
     assert run_once(env) == 0  # first sight, published cleanly
     simulator.set_job("j1", status="Failed", error_message="boom")

@@ -48,8 +48,9 @@ def facts(event: dict[str, Any]) -> tuple[Any, ...]:
     return (kind, data["status"])
 
 
+@pytest.mark.parametrize("emit", ["listing", "page"])
 async def test_a_scenario_yields_exactly_the_expected_events_in_order(
-    tmp_path: Path, nats_server: NatsServer, simulator: Simulator
+    tmp_path: Path, nats_server: NatsServer, simulator: Simulator, emit: str
 ) -> None:
     sim = simulator
     sim.add_job({"id": "j1", "region": "cn-hangzhou", "name": "orders", "delay": 5})
@@ -57,7 +58,16 @@ async def test_a_scenario_yields_exactly_the_expected_events_in_order(
     sim.add_job({"id": "j3", "region": "cn-shanghai", "name": "pay", "direction": "Forward"})
     sim.add_job({"id": "j3", "region": "cn-shanghai", "name": "pay", "direction": "Reverse"})
     sim.add_job({"id": "j4", "region": "cn-shanghai", "name": "legacy"})
-    settings = make_settings(tmp_path, nats_server.url, sim.url, ["cn-hangzhou", "cn-shanghai"])
+    settings = make_settings(
+        tmp_path,
+        nats_server.url,
+        sim.url,
+        ["cn-hangzhou", "cn-shanghai"],
+        poll={"emit": emit},
+        dts={"page_size": 10},  # pages: two jobs per page of their own below
+    )
+    for i in range(25):  # more pages, and jobs that never change
+        sim.add_job({"id": f"quiet{i:02}", "region": "cn-hangzhou", "name": f"quiet {i}"})
 
     steps: list[dict[str, Any]] = [
         {},  # cycle 1: everything is discovered
@@ -111,6 +121,9 @@ async def test_a_scenario_yields_exactly_the_expected_events_in_order(
     by_job: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for event in received:
         data = event["data"]
+        if data["job_id"].startswith("quiet"):
+            assert facts(event) == ("discovered", "Synchronizing")
+            continue
         by_job[f"{data['job_id']}/{data['direction']}"].append(facts(event))
 
     assert dict(by_job) == {

@@ -10,6 +10,7 @@ steady state goes quiet, and every event is a well-formed envelope.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher.detect import Detection, JobMemory, Memory, Rules, detect
+from watcher.detect import Detection, JobMemory, Memory, PageByPage, Rules, detect
 from watcher.events import (
     DELAY_THRESHOLD_CROSSED,
     DISCOVERED,
@@ -1410,3 +1411,92 @@ def test_property_a_steady_state_goes_quiet(state: Snapshot, rules: Rules) -> No
     detections = _chain([state] * (rules.delay_for_cycles + 2), rules)
     assert detections[-1].events == []
     assert detections[-2].events == []
+
+
+# --------------------------------------------------------------------------- page by page
+
+
+def _chain_pages(steps: list[Snapshot], rules: Rules, cuts: list[int]) -> list[Detection]:
+    """As `_chain`, but each listing judged a page at a time (`PageByPage`), pages cut
+    at `cuts` and fed in reverse order (pages arrive out of order); the events of the
+    pages come first in each cycle's result, as the service saves them."""
+    previous: Snapshot | None = None
+    memory = Memory()
+    out = []
+    for index, current in enumerate(steps):
+        now = T0 + index * POLL
+        pages = PageByPage(previous, memory, rules)
+        listing = [j for j in current if j.region in current.regions]  # what is read
+        bounds = sorted({0, len(listing), *(c % (len(listing) + 1) for c in cuts)})
+        early: list[Event] = []
+        for a, b in reversed(list(itertools.pairwise(bounds))):
+            early += pages.judge(listing[a:b], now).events
+        rest = pages.finish(current, now)
+        out.append(Detection([*early, *rest.events], rest.memory, rest.baseline))
+        previous, memory = rest.baseline, rest.memory
+    return out
+
+
+def _said(detection: Detection) -> Counter[tuple[Any, ...]]:
+    return Counter(
+        (e.kind, e.region, e.job_id, e.data.get("direction"), repr(dict(e.data)))
+        for e in detection.events
+    )
+
+
+@st.composite
+def complete_snapshots(draw: st.DrawFn) -> Snapshot:
+    return Snapshot.of(draw(st.lists(jobs, max_size=6)), [RegionOutcome(r) for r in REGIONS])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(complete_snapshots(), min_size=1, max_size=4),
+    rules=rule_sets,
+    cuts=st.lists(st.integers(0, 6), max_size=3),
+)
+def test_property_page_by_page_says_what_detect_says(
+    steps: list[Snapshot], rules: Rules, cuts: list[int]
+) -> None:
+    """Complete listings judged page by page: the same events (ids aside: they carry the
+    moment), the same baseline and memory, cycle after cycle."""
+    whole, paged = _chain(steps, rules), _chain_pages(steps, rules, cuts)
+    for a, b in zip(whole, paged, strict=True):
+        assert _said(a) == _said(b)
+        assert a.memory == b.memory
+        assert dict(a.baseline.jobs) == dict(b.baseline.jobs)
+    ids = [e.id for d in paged for e in d.events]
+    assert len(ids) == len(set(ids))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(snapshots(), min_size=2, max_size=4),
+    rules=rule_sets,
+    cuts=st.lists(st.integers(0, 6), max_size=3),
+)
+def test_property_page_by_page_never_removes_from_an_incomplete_listing(
+    steps: list[Snapshot], rules: Rules, cuts: list[int]
+) -> None:
+    """Pages of a listing that then failed may announce what they showed, never an
+    absence; and what they announced is never announced again by the next cycle."""
+    paged = _chain_pages(steps, rules, cuts)
+    for detection, current in zip(paged, steps, strict=True):
+        for event in detection.events:
+            if event.kind == REMOVED:
+                assert event.region in current.complete_regions
+    # A job seen twice in a row with nothing changed and no rule pending says nothing.
+    again = _chain_pages([*steps, steps[-1], steps[-1], steps[-1], steps[-1]], rules, cuts)
+    assert [e for e in again[-1].events if e.kind != REMOVED] == []
+
+
+def test_a_job_seen_on_two_pages_is_judged_from_the_first() -> None:
+    one = job(job_id="a")
+    pages = PageByPage(Snapshot.of([one]), Memory(cycle=3), DEFAULT)
+    failed = job(job_id="a", status=FAILED)
+    first = pages.judge([failed], T0)
+    assert [e.kind for e in first.events] == [STATUS_CHANGED]
+    assert pages.judge([one], T0).events == []  # the same job again, older: ignored
+    done = pages.finish(Snapshot.of([failed], [RegionOutcome(HZ)]), T0)
+    assert done.events == [] and done.baseline.jobs[failed.key] == failed
+    assert done.memory.cycle == 4

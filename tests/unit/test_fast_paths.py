@@ -4,7 +4,9 @@
   change (a field, the key order, the page a job is on, whether it is there at all) is
   parsed again, and the result always equals a fresh parse.
 - `_loads`: orjson where it decodes exactly as the json module, the json module elsewhere.
-- `JobState.to_dict`, written out, equals the `dataclasses.asdict` form it replaced.
+- `JobState.to_dict`, written out, equals the `dataclasses.asdict` form it replaced; its
+  head and body halves (the store writes them apart) split it exactly; a changed record
+  shares the body objects of its previous parse when they are equal, and only then.
 - `WithJob`, the lazy data of discovered/removed events, reads as the dict it stands for.
 - The store's outbox reads past a seq, never waits for a busy store on the event loop,
   and forgets acknowledged events by runs of seqs.
@@ -39,7 +41,7 @@ from watcher.dts.models import JobCache, parse_page
 from watcher.events import Event
 from watcher.logs import configure
 from watcher.loop import Watcher
-from watcher.snapshot import JobState
+from watcher.snapshot import BODY_FIELDS, JobState
 from watcher.store import Store, _payload, _runs
 
 REGION = "cn-hangzhou"
@@ -85,6 +87,26 @@ def test_a_changed_field_is_parsed_again() -> None:
     assert a2 is not a
     assert a2.status == "Failed"
     assert a2 == parse_page(page(record("a", Status="Failed")), REGION).jobs[0]
+
+
+def test_a_changed_record_shares_the_unchanged_body_of_its_previous_parse() -> None:
+    first = JobCache()
+    (a,) = listing(first, page(record("a")))
+    (a2,) = listing(JobCache(first.seen), page(record("a", Status="Failed")))
+    assert a2 == parse_page(page(record("a", Status="Failed")), REGION).jobs[0]
+    assert a2.precheck is a.precheck and a2.objects is a.objects
+    assert a2.same_body(a) and a2 != a
+
+
+def test_a_changed_body_is_not_shared() -> None:
+    first = JobCache()
+    (a,) = listing(first, page(record("a")))
+    changed = record("a")
+    changed["PrecheckStatus"]["Detail"][3]["CheckStatus"] = "Failed"
+    (a2,) = listing(JobCache(first.seen), page(changed))
+    assert a2.precheck is not a.precheck and a2.precheck != a.precheck
+    assert a2.objects is a.objects  # the part that did not change still is
+    assert not a2.same_body(a)
 
 
 def test_a_change_deep_inside_a_record_is_seen() -> None:
@@ -265,6 +287,27 @@ def test_property_to_dict_is_the_asdict_form(state: JobState) -> None:
     assert ours == theirs
     # Same keys in the same order, all the way down: the same JSON text.
     assert json.dumps(ours) == json.dumps(theirs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(state=JOB_STATES)
+def test_property_head_and_body_split_the_dict_exactly(state: JobState) -> None:
+    head, body = state.head_dict(), state.body_dict()
+    assert tuple(body) == BODY_FIELDS
+    assert not head.keys() & body.keys()
+    assert {**head, **body} == state.to_dict()
+    assert JobState.from_dict({**orjson.loads(orjson.dumps(head)), **body}) == state
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=JOB_STATES, b=JOB_STATES, take=st.sets(st.sampled_from(BODY_FIELDS)))
+def test_property_same_body_is_equal_body_fields(a: JobState, b: JobState, take: set[str]) -> None:
+    # b with some of a's body fields: equal bodies come up, not only different ones.
+    b = dataclasses.replace(b, **{name: getattr(a, name) for name in take})
+    assert a.same_body(b) == (a.body_dict() == b.body_dict())
+    shared = b.sharing_body(a)
+    assert shared == b
+    assert (shared.precheck is a.precheck) == (a.precheck == b.precheck)
 
 
 def test_to_dict_covers_every_field() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from watcher.detect import Memory, Rules, detect
-from watcher.snapshot import JobState, RegionOutcome, Snapshot
+from watcher.events import Event
+from watcher.snapshot import JobState, Precheck, PrecheckItem, RegionOutcome, Snapshot
 from watcher.store import SCHEMA_VERSION, StateError, Store
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -69,6 +71,153 @@ def test_only_changed_jobs_are_rewritten(tmp_path: Path) -> None:
     store.commit(second, "dts")
     upserts = [c for c in changes if c.startswith("INSERT INTO jobs")]
     assert len(upserts) == 1 and "j7" in upserts[0]
+
+
+def test_a_status_change_leaves_the_heavy_body_alone(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state.db")
+    baseline, memory = store.load()
+    precheck = Precheck("Success", 100.0, (PrecheckItem("CHECK_CONN", "Success"),))
+    jobs = [job(f"j{i}", precheck=precheck) for i in range(3)]
+    first = detect(baseline, snap(*jobs), memory, Rules(), NOW)
+    store.commit(first, "dts")
+    changes: list[str] = []
+    store._db.set_trace_callback(changes.append)
+    failed = Precheck("Failed", 100.0, (PrecheckItem("CHECK_CONN", "Failed", "refused"),))
+    jobs[0] = job("j0", precheck=precheck, status="Failed")  # equal body, new objects
+    jobs[1] = job("j1", precheck=failed)
+    second = detect(first.baseline, snap(*jobs), first.memory, Rules(), NOW)
+    store.commit(second, "dts")
+    assert len([c for c in changes if c.startswith("INSERT INTO jobs")]) == 2
+    bodies = [c for c in changes if c.startswith("INSERT INTO bodies")]
+    assert len(bodies) == 1 and "j1" in bodies[0] and "refused" in bodies[0]
+    store.close()
+    assert Store.open(tmp_path / "state.db").load()[0].jobs == second.baseline.jobs
+
+
+def test_a_storm_is_saved_in_chunks_each_job_with_its_events(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = Store.open(path)
+    baseline, memory = store.load()
+    jobs = [job(f"j{i}") for i in range(10)]
+    first = detect(baseline, snap(*jobs), memory, Rules(), NOW)
+    store.commit(first, "dts")
+    store.acknowledge([p.seq for p in store.pending()])
+    # Every job fails (status_changed); j3's precheck fails too (a second event); j9 is
+    # missing (no event yet, but its memory counts the absence).
+    failed = [job(f"j{i}", status="Failed") for i in range(10)]
+    refused = Precheck("Failed", 100.0, (PrecheckItem("CHECK_CONN", "Failed", "refused"),))
+    failed[3] = job("j3", status="PrecheckFailed", precheck=refused)
+    storm = detect(first.baseline, snap(*failed[:9]), first.memory, Rules(), NOW)  # j9 gone
+    assert len(storm.events) == 10
+    steps = store.commit_steps(storm, "dts", chunk=3)
+    saved = [next(steps)]
+    # Now, as after a crash: a fresh process sees the first chunk's jobs and events only.
+    crashed = Store.open(path)
+    after_crash, _ = crashed.load()
+    in_outbox = {p.subject.split(".")[3] for p in crashed.pending()}
+    moved = {k.job_id for k, j in after_crash.jobs.items() if j != first.baseline.jobs[k]}
+    assert in_outbox == moved and 0 < len(moved) < 9
+    assert crashed.meta()["cycle"] == "1"
+    crashed.close()
+    saved += list(steps)
+    assert saved[-1] == 10 and saved == sorted(saved) and len(saved) >= 3
+    # No job's events were split across transactions; the whole cycle is saved at last.
+    reopened = Store.open(path)
+    loaded, loaded_memory = reopened.load()
+    assert loaded.jobs == storm.baseline.jobs and loaded_memory == storm.memory
+    assert [p.id for p in reopened.pending()] == [e.id for e in storm.events]
+
+
+def test_chunks_never_split_a_jobs_events() -> None:
+    from watcher.store import _chunks
+
+    def ev(job_id: str) -> Event:
+        return Event("status_changed", "info", NOW, {"direction": "Forward"}, job_id, "r", job_id)
+
+    events = [ev("a"), ev("a"), ev("a"), ev("b"), ev("c"), ev("c"), ev("d"), ev("e")]
+    chunks = _chunks(events, 2, first=2)
+    assert [[e.job_id for e in c] for c in chunks] == [
+        ["a", "a", "a"],
+        ["b", "c", "c"],
+        ["d", "e"],
+    ]
+    chunks = _chunks(events, 3, first=1)
+    assert [[e.job_id for e in c] for c in chunks] == [
+        ["a", "a", "a"],
+        ["b", "c", "c"],
+        ["d", "e"],
+    ]
+    assert [[e.job_id for e in c] for c in _chunks(events[3:], 2, first=1)] == [
+        ["b"],
+        ["c", "c"],
+        ["d", "e"],
+    ]
+    assert _chunks([], 5, first=1) == [[]]
+    assert _chunks(events, 100, first=10) == [events]
+
+
+def _write_schema_1(path: Path, jobs: list[JobState], cycle: int) -> None:
+    """A state file as dts-watcher 0.1 wrote it: the whole job in jobs.state, next to its
+    rule memory."""
+    memory = detect(None, snap(*jobs), Memory(), Rules(), NOW).memory.jobs
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE jobs (key TEXT PRIMARY KEY, state TEXT NOT NULL, memory TEXT);
+            CREATE TABLE outbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                subject TEXT NOT NULL, payload BLOB NOT NULL
+            );
+            INSERT INTO meta VALUES ('schema_version', '1');
+            """
+        )
+        db.execute("INSERT INTO meta VALUES ('cycle', ?)", (str(cycle),))
+        db.executemany(
+            "INSERT INTO jobs VALUES (?, ?, ?)",
+            [
+                (str(j.key), json.dumps(j.to_dict()), json.dumps(m.to_dict()) if m else None)
+                for j in jobs
+                for m in [memory.get(j.key)]
+            ],
+        )
+        db.execute("INSERT INTO outbox(id, subject, payload) VALUES ('e1', 'dts.x', X'7B7D')")
+
+
+def test_a_schema_1_file_is_migrated_and_keeps_everything(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    precheck = Precheck("Failed", 50.0, (PrecheckItem("CHECK_CONN", "Failed", "refused"),))
+    jobs = [job("a", precheck=precheck, tags=(("env", "prod"),)), job("b/with/slashes")]
+    _write_schema_1(path, jobs, cycle=7)
+    store = Store.open(path)
+    baseline, memory = store.load()
+    assert baseline.jobs == {j.key: j for j in jobs}
+    assert memory.cycle == 7 and memory.jobs == {jobs[0].key: memory.jobs[jobs[0].key]}
+    assert [p.id for p in store.pending()] == ["e1"]
+    assert store.meta()["schema_version"] == str(SCHEMA_VERSION)
+    # and it goes on working: nothing changed, nothing announced; a change is.
+    again = detect(baseline, snap(*jobs), memory, Rules(), NOW)
+    assert again.events == []
+    moved = [job("a", precheck=precheck, tags=(("env", "prod"),), status="Failed"), jobs[1]]
+    changed = detect(baseline, snap(*moved), memory, Rules(), NOW)
+    assert [e.kind for e in changed.events] == ["status_changed"]
+    store.commit(changed, "dts")
+    store.close()
+    assert Store.open(path).load()[0].jobs == {j.key: j for j in moved}
+
+
+def test_a_schema_1_file_that_cannot_be_migrated_is_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    _write_schema_1(path, [job("a")], cycle=1)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE jobs SET state = '{not json'")
+    with pytest.raises(StateError, match="could not be migrated from schema 1"):
+        Store.open(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "1",
+        )
+        assert db.execute("SELECT state FROM jobs").fetchone() == ("{not json",)
 
 
 def test_the_outbox_keeps_order_and_forgets_only_what_was_acknowledged(tmp_path: Path) -> None:

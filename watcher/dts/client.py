@@ -58,6 +58,8 @@ _MAX_PAGES = 10_000  # 300,000 jobs in one region: past this, something is wrong
 # network) by tens of milliseconds. At exactly the limit, a late request followed by an
 # on-time one puts `rate_limit` + 1 into some second; 5% leaves 50 ms of room per second.
 PACE = 0.95
+# Called with (region, jobs) for each consistent page as it arrives (`fetch(on_page=...)`).
+PageHook = Callable[[str, "tuple[JobState, ...]"], None]
 _MAX_RETRY_AFTER = 60.0
 
 log = get_logger("watcher.dts")
@@ -184,15 +186,20 @@ class DtsClient:
 
     # -- one cycle ------------------------------------------------------------------------
 
-    async def fetch(self) -> Snapshot:
-        """Read every configured region; never raises for DTS or network faults."""
+    async def fetch(self, on_page: PageHook | None = None) -> Snapshot:
+        """Read every configured region; never raises for DTS or network faults.
+
+        `on_page(region, jobs)` is called with each page as it arrives, once it agrees
+        with the first page of its listing on the total: a consistent page, though the
+        listing may yet turn out incomplete (a later page failing).
+        """
         taken_at = self._now()
         results: dict[str, tuple[list[JobState], RegionOutcome]] = {}
         gate = anyio.Semaphore(self.settings.max_concurrent_regions)
 
         async def one(region: str) -> None:
             async with gate:
-                results[region] = await self.fetch_region(region)
+                results[region] = await self.fetch_region(region, on_page)
 
         async with anyio.create_task_group() as tg:
             for region in self.settings.regions:
@@ -200,7 +207,9 @@ class DtsClient:
         jobs = [job for region in self.settings.regions for job in results[region][0]]
         return Snapshot.of(jobs, (results[r][1] for r in self.settings.regions), taken_at)
 
-    async def fetch_region(self, region: str) -> tuple[list[JobState], RegionOutcome]:
+    async def fetch_region(
+        self, region: str, on_page: PageHook | None = None
+    ) -> tuple[list[JobState], RegionOutcome]:
         """All jobs of one region and how the read went (never raises for DTS faults)."""
         requests_before = sum(n for (r, _), n in self.stats.requests.items() if r == region)
         pages = 0
@@ -209,7 +218,7 @@ class DtsClient:
         jobs: list[JobState] = []
         for attempt in range(self.settings.drift_rereads + 1):
             try:
-                jobs, pages = await self._read_listing(region)
+                jobs, pages = await self._read_listing(region, on_page)
                 error = code = None
                 break
             except ListingDrift as drift:
@@ -236,7 +245,9 @@ class DtsClient:
         )
         return (jobs if error is None else []), outcome
 
-    async def _read_listing(self, region: str) -> tuple[list[JobState], int]:
+    async def _read_listing(
+        self, region: str, on_page: PageHook | None
+    ) -> tuple[list[JobState], int]:
         size = self.settings.page_size
         cache = JobCache(self._parsed.get(region))
         first = await self._page(region, 1, cache)
@@ -251,6 +262,8 @@ class DtsClient:
                 f"TotalRecordCount {total} is implausible", code="MalformedResponse", region=region
             )
         pages: dict[int, PageParse] = {1: first}
+        if on_page is not None:
+            on_page(region, first.jobs)
         if page_count > 1:
             gate = anyio.Semaphore(self.settings.max_concurrent_pages)
             failures: list[DtsError] = []
@@ -258,7 +271,9 @@ class DtsClient:
             async def one(number: int, scope: anyio.CancelScope) -> None:
                 async with gate:
                     try:
-                        pages[number] = await self._page(region, number, cache)
+                        page = pages[number] = await self._page(region, number, cache)
+                        if on_page is not None and page.total_record_count == total:
+                            on_page(region, page.jobs)
                     except DtsError as exc:  # one failed page fails the listing: stop the rest
                         failures.append(exc)
                         scope.cancel()

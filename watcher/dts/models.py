@@ -514,6 +514,8 @@ def parse_page(body: dict[str, Any], region: str, cache: JobCache | None = None)
             continue
         job = instance.to_job_state(region)
         if cache is not None:
+            if (previous := cache.previous.get(key)) is not None:
+                job = job.sharing_body(previous[1])
             cache.remember(key, fingerprint, job)
         jobs.append(job)
     return PageParse(

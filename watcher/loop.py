@@ -1,8 +1,10 @@
 """The service: wire the parts together and run cycles until told to stop.
 
 One cycle: fetch a snapshot (client) -> detect changes (pure) -> commit baseline, memory
-and events in one transaction (store) -> log each event -> wake the publisher, which
-drains the outbox into JetStream. Polling and publishing are separate tasks, so an
+and events (store: each job's state with its events) -> log each event -> wake the
+publisher, which drains the outbox into JetStream. With `poll.emit = "page"`, each page
+is judged, saved and published as it arrives, and only what needs the whole listing
+(absence) waits for its end. Polling and publishing are separate tasks, so an
 unreachable NATS never stops the watcher from watching: events wait in the outbox.
 
 Cycles never overlap: the next one is scheduled from the start of the previous one

@@ -1444,6 +1444,9 @@ def _said(detection: Detection) -> Counter[tuple[Any, ...]]:
     )
 
 
+page_cuts = st.lists(st.integers(0, 6), max_size=3)  # where a listing is cut into pages
+
+
 @st.composite
 def complete_snapshots(draw: st.DrawFn) -> Snapshot:
     return Snapshot.of(draw(st.lists(jobs, max_size=6)), [RegionOutcome(r) for r in REGIONS])
@@ -1453,7 +1456,7 @@ def complete_snapshots(draw: st.DrawFn) -> Snapshot:
 @given(
     steps=st.lists(complete_snapshots(), min_size=1, max_size=4),
     rules=rule_sets,
-    cuts=st.lists(st.integers(0, 6), max_size=3),
+    cuts=page_cuts,
 )
 def test_property_page_by_page_says_what_detect_says(
     steps: list[Snapshot], rules: Rules, cuts: list[int]
@@ -1473,7 +1476,7 @@ def test_property_page_by_page_says_what_detect_says(
 @given(
     steps=st.lists(snapshots(), min_size=2, max_size=4),
     rules=rule_sets,
-    cuts=st.lists(st.integers(0, 6), max_size=3),
+    cuts=page_cuts,
 )
 def test_property_page_by_page_never_removes_from_an_incomplete_listing(
     steps: list[Snapshot], rules: Rules, cuts: list[int]

@@ -8,8 +8,9 @@
   head and body halves (the store writes them apart) split it exactly; a changed record
   shares the body objects of its previous parse when they are equal, and only then.
 - `WithJob`, the lazy data of discovered/removed events, reads as the dict it stands for.
-- The store's outbox reads past a seq, never waits for a busy store on the event loop,
-  and forgets acknowledged events by runs of seqs.
+- The store's outbox reads past a seq, sees only committed events without waiting for a
+  commit under way, never waits for another reader on the event loop, and forgets
+  acknowledged events by runs of seqs.
 - The rate limiter times each start from when the previous one really started.
 """
 
@@ -384,24 +385,41 @@ def test_outbox_reads_past_a_seq_and_forgets_exactly_what_was_acknowledged(
         store.close()
 
 
-def test_pending_nowait_never_waits_for_a_busy_store(tmp_path: Path) -> None:
+def test_outbox_reads_see_committed_events_without_waiting_for_a_commit(
+    tmp_path: Path,
+) -> None:
     store = Store.open(tmp_path / "state.sqlite3")
     try:
         store.add_events(_events(2), "dts")
         assert [e.id for e in store.pending_nowait(10) or []] == ["e0", "e1"]
         held, release = threading.Event(), threading.Event()
 
-        def commit_in_progress() -> None:
+        def commit_in_progress() -> None:  # a storm's transaction, half written
             with store._lock:
+                store._db.execute("BEGIN IMMEDIATE")
+                store._insert_events(_events(3)[2:], "dts")
                 held.set()
                 release.wait(5)
+                store._db.execute("COMMIT")
 
         worker = threading.Thread(target=commit_in_progress)
         worker.start()
         held.wait(5)
-        assert store.pending_nowait(10) is None
+        # Not blocked by the writer, and not shown what it has not committed.
+        assert [e.id for e in store.pending_nowait(10) or []] == ["e0", "e1"]
         release.set()
         worker.join()
+        assert [e.id for e in store.pending_nowait(10) or []] == ["e0", "e1", "e2"]
+    finally:
+        store.close()
+
+
+def test_pending_nowait_never_waits_for_another_reader(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state.sqlite3")
+    try:
+        store.add_events(_events(2), "dts")
+        with store._read_lock:
+            assert store.pending_nowait(10) is None
         assert len(store.pending_nowait(10) or []) == 2
     finally:
         store.close()

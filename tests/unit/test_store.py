@@ -1,4 +1,5 @@
-"""The SQLite store: one transaction per cycle, incremental writes, the outbox, bad files."""
+"""The SQLite store: each job's state with its events, incremental writes, chunked storms,
+the outbox, schema migration, bad files."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from watcher.detect import Memory, Rules, detect
-from watcher.events import Event
-from watcher.snapshot import JobState, Precheck, PrecheckItem, RegionOutcome, Snapshot
+from watcher.snapshot import JobKey, JobState, Precheck, PrecheckItem, RegionOutcome, Snapshot
 from watcher.store import SCHEMA_VERSION, StateError, Store
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -87,9 +87,10 @@ def test_a_status_change_leaves_the_heavy_body_alone(tmp_path: Path) -> None:
     jobs[1] = job("j1", precheck=failed)
     second = detect(first.baseline, snap(*jobs), first.memory, Rules(), NOW)
     store.commit(second, "dts")
-    assert len([c for c in changes if c.startswith("INSERT INTO jobs")]) == 2
-    bodies = [c for c in changes if c.startswith("INSERT INTO bodies")]
-    assert len(bodies) == 1 and "j1" in bodies[0] and "refused" in bodies[0]
+    (rows,) = [c for c in changes if c.startswith("INSERT INTO jobs")]
+    assert "j0" in rows and "j1" in rows and "j2" not in rows
+    (bodies,) = [c for c in changes if c.startswith("INSERT INTO bodies")]
+    assert "j1" in bodies and "refused" in bodies and "j0" not in bodies
     store.close()
     assert Store.open(tmp_path / "state.db").load()[0].jobs == second.baseline.jobs
 
@@ -131,29 +132,15 @@ def test_a_storm_is_saved_in_chunks_each_job_with_its_events(tmp_path: Path) -> 
 def test_chunks_never_split_a_jobs_events() -> None:
     from watcher.store import _chunks
 
-    def ev(job_id: str) -> Event:
-        return Event("status_changed", "info", NOW, {"direction": "Forward"}, job_id, "r", job_id)
+    def cut(owners: str, size: int, first: int) -> list[str]:
+        keys = [JobKey("r", o, "Forward") for o in owners]
+        return [owners[a:b] for a, b in _chunks(keys, size, first)]
 
-    events = [ev("a"), ev("a"), ev("a"), ev("b"), ev("c"), ev("c"), ev("d"), ev("e")]
-    chunks = _chunks(events, 2, first=2)
-    assert [[e.job_id for e in c] for c in chunks] == [
-        ["a", "a", "a"],
-        ["b", "c", "c"],
-        ["d", "e"],
-    ]
-    chunks = _chunks(events, 3, first=1)
-    assert [[e.job_id for e in c] for c in chunks] == [
-        ["a", "a", "a"],
-        ["b", "c", "c"],
-        ["d", "e"],
-    ]
-    assert [[e.job_id for e in c] for c in _chunks(events[3:], 2, first=1)] == [
-        ["b"],
-        ["c", "c"],
-        ["d", "e"],
-    ]
-    assert _chunks([], 5, first=1) == [[]]
-    assert _chunks(events, 100, first=10) == [events]
+    assert cut("aaabccde", 2, first=2) == ["aaa", "bcc", "de"]
+    assert cut("aaabccde", 3, first=1) == ["aaa", "bcc", "de"]
+    assert cut("bccde", 2, first=1) == ["b", "cc", "de"]
+    assert cut("", 5, first=1) == [""]
+    assert cut("aaabccde", 100, first=10) == ["aaabccde"]
 
 
 def _write_schema_1(path: Path, jobs: list[JobState], cycle: int) -> None:
@@ -218,6 +205,25 @@ def test_a_schema_1_file_that_cannot_be_migrated_is_left_as_it_was(tmp_path: Pat
             "1",
         )
         assert db.execute("SELECT state FROM jobs").fetchone() == ("{not json",)
+
+
+def test_many_rows_go_in_statements_of_a_hundred_and_all_arrive(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state.db")
+    baseline, memory = store.load()
+    jobs = [job(f"j{i:03}", status="Failed") for i in range(250)]
+    detection = detect(baseline, snap(*jobs), memory, Rules(), NOW)
+    changes: list[str] = []
+    store._db.set_trace_callback(changes.append)
+    store.commit(detection, "dts", chunk=10_000)
+    outbox = [c for c in changes if c.startswith("INSERT OR IGNORE INTO outbox")]
+    assert len(outbox) == 5  # 500 events (discovered, status_changed)
+    assert [
+        len([c for c in changes if c.startswith(f"INSERT INTO {t}")]) for t in ("jobs", "bodies")
+    ] == [3, 3]
+    store.close()
+    reopened = Store.open(tmp_path / "state.db")
+    assert reopened.load()[0].jobs == detection.baseline.jobs
+    assert [p.id for p in reopened.pending(1000)] == [e.id for e in detection.events]
 
 
 def test_the_outbox_keeps_order_and_forgets_only_what_was_acknowledged(tmp_path: Path) -> None:

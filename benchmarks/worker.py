@@ -7,8 +7,9 @@ it measured. Modes:
 - `steady`: the real watcher (`open_watcher`, `Watcher.cycle`, the publisher's drain)
   discovers every job, then runs steady cycles (nothing changes); per cycle, the CPU
   time of this process and the cycle's time window (for the simulator's request log).
-- `floor`: the same page requests with a bare httpx client and `json.loads` of each
-  body, nothing else (signed ahead of time, outside the measured window).
+- `floor`: the same page requests, at the same pace, with a bare httpx client and
+  `json.loads` of each body, nothing else (signed ahead of time, outside the measured
+  window).
 - `storm`: the watcher discovers every job, the simulator fails them all at once, and
   the watcher's next cycle sends one event per job through the outbox into JetStream.
   Then the baseline: nats-py publishing the same payloads with pipelined async
@@ -186,9 +187,13 @@ def _signed(cfg: dict[str, Any], region: str, page: int) -> tuple[str, dict[str,
 
 async def floor(cfg: dict[str, Any]) -> dict[str, Any]:
     """Page requests as the watcher makes them (page 1, then the rest, four at a time per
-    region, regions at once), with nothing but httpx and json.loads."""
+    region, regions at once, each region's starts spaced at the watcher's pace: DTS's
+    rate limit applies to any client), with nothing but httpx and json.loads."""
+    from watcher.dts.client import PACE
+
     regions: list[str] = cfg["regions"]
     in_flight = 4
+    spacing = 1 / (cfg["rate_limit"] * PACE)
     limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
     out: dict[str, Any] = {"cycles": []}
     async with httpx.AsyncClient(limits=limits, trust_env=False, timeout=30) as client:
@@ -200,15 +205,17 @@ async def floor(cfg: dict[str, Any]) -> dict[str, Any]:
             pages[region] = max(1, math.ceil(total / 30))
 
         async def one_region(region: str, signed: list[tuple[str, dict[str, str]]]) -> int:
+            began = time.monotonic()
             url, headers = signed[0]
             json.loads((await client.get(url, headers=headers)).content)
             gate = asyncio.Semaphore(in_flight)
 
-            async def page(url: str, headers: dict[str, str]) -> None:
+            async def page(n: int, url: str, headers: dict[str, str]) -> None:
                 async with gate:
+                    await asyncio.sleep(max(0.0, began + n * spacing - time.monotonic()))
                     json.loads((await client.get(url, headers=headers)).content)
 
-            await asyncio.gather(*(page(u, h) for u, h in signed[1:]))
+            await asyncio.gather(*(page(n, u, h) for n, (u, h) in enumerate(signed) if n))
             return len(signed)
 
         for _ in range(cfg.get("warm", 1) + cfg["cycles"]):

@@ -87,11 +87,14 @@ def _configure_logs(cfg: dict[str, Any]) -> None:
 
 async def _discover(watcher: Any) -> int:
     """The first cycle: every job discovered, and the events published."""
+    from watcher.loop import settle_heap
+
     result = await watcher.cycle()
     if not result.complete:
         raise RuntimeError(f"discovery cycle incomplete: {result.reasons}")
     if not await watcher.flush(within=600):
         raise RuntimeError("discovery events were not all acknowledged")
+    settle_heap()  # as the service does after every cycle
     return len(result.events)
 
 
@@ -129,7 +132,7 @@ class Profile:
 
 
 async def steady(cfg: dict[str, Any]) -> dict[str, Any]:
-    from watcher.loop import open_watcher
+    from watcher.loop import open_watcher, settle_heap
 
     _configure_logs(cfg)
     out: dict[str, Any] = {"cycles": []}
@@ -138,13 +141,14 @@ async def steady(cfg: dict[str, Any]) -> dict[str, Any]:
         for _ in range(cfg.get("warm", 1)):
             await watcher.cycle()
             await watcher.publisher.drain()
+            settle_heap()
         profile = Profile(cfg).__enter__()
         for _ in range(cfg["cycles"]):
-            gc.collect()
             began = time.monotonic()
             cpu = time.process_time()
             result = await watcher.cycle()
             await watcher.publisher.drain()  # what the service's publisher does after it
+            settle_heap()  # and what the service does after every cycle
             cpu = time.process_time() - cpu
             ended = time.monotonic()
             out["cycles"].append(
@@ -382,7 +386,7 @@ async def baseline(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 async def memory(cfg: dict[str, Any]) -> dict[str, Any]:
-    from watcher.loop import open_watcher
+    from watcher.loop import open_watcher, settle_heap
 
     _configure_logs(cfg)
     settings = settings_for(cfg)
@@ -404,6 +408,7 @@ async def memory(cfg: dict[str, Any]) -> dict[str, Any]:
         for i in range(warm + cfg["cycles"]):
             result = await watcher.cycle()
             await watcher.publisher.drain()
+            settle_heap()  # as the service does after every cycle
             if not result.complete or result.events:
                 raise RuntimeError(f"cycle {i} was not steady: {result.reasons}")
             if i + 1 == warm:

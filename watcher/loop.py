@@ -15,6 +15,7 @@ publishes `stopped`, and returns.
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 import signal
@@ -47,6 +48,30 @@ log = get_logger("watcher.loop")
 event_log = get_logger("watcher.events")
 _LOG_SLICE = 16  # event log lines written between two chances for the publisher to run
 _LOG_DEFERRAL = 2.0  # seconds a cycle's log lines may wait, in all, for the publisher
+
+
+_UNFREEZE_EVERY = 100  # cycles between full garbage collections
+_settled = 0
+
+
+def settle_heap() -> None:
+    """After each cycle of the service: collect what the cycle left, then freeze the
+    rest (`gc.freeze`), so that later collections skip it.
+
+    The baseline of 10,000 jobs is some 400,000 objects that live for many cycles. A
+    full collection walks them all (0.2 to 0.4 s of CPU on 2 cores), and a storm, which
+    makes tens of thousands of new objects, used to trigger one in the middle of its
+    publishing (the benchmark caught the first transaction of a storm taking 371 ms
+    instead of 12). Frozen objects are still freed as soon as nothing refers to them
+    (the old baseline's jobs, replaced); only reference cycles among them would wait,
+    so every `_UNFREEZE_EVERY` cycles everything is unfrozen and collected in full.
+    """
+    global _settled
+    _settled += 1
+    if _settled % _UNFREEZE_EVERY == 0:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def rules_from(settings: Settings) -> Rules:
@@ -345,6 +370,7 @@ class Watcher:
                     await self.cycle()
                 except Exception:  # one broken cycle must not end the service
                     log.exception("cycle.crashed")
+                settle_heap()
                 delay = interval * (1 + jitter * (2 * random.random() - 1))
                 wait = max(0.0, began + delay - time.monotonic())
                 with anyio.move_on_after(wait):

@@ -65,6 +65,7 @@ def settle_heap() -> None:
     instead of 12). Frozen objects are still freed as soon as nothing refers to them
     (the old baseline's jobs, replaced); only reference cycles among them would wait,
     so every `_UNFREEZE_EVERY` cycles everything is unfrozen and collected in full.
+    Freezing is process-wide: a program that embeds `Watcher.run` shares the effect.
     """
     global _settled
     _settled += 1

@@ -252,17 +252,11 @@ class JobState:
     def same_body(self, other: JobState) -> bool:
         """Whether the `BODY_FIELDS` of the two jobs are equal (by identity first: the
         parser shares what did not change, see `sharing_body`)."""
-        return (
-            (self.precheck is other.precheck or self.precheck == other.precheck)
-            and (self.objects is other.objects or self.objects == other.objects)
-            and (self.source is other.source or self.source == other.source)
-            and (self.destination is other.destination or self.destination == other.destination)
-            and (self.tags is other.tags or self.tags == other.tags)
-            and self.create_time == other.create_time
-            and self.job_create_time == other.job_create_time
-            and self.instance_create_time == other.instance_create_time
-            and self.expire_time == other.expire_time
-        )
+        for name in BODY_FIELDS:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is not theirs and mine != theirs:
+                return False
+        return True
 
     def sharing_body(self, previous: JobState) -> JobState:
         """This job, holding `previous`'s body objects where they are equal to its own.
@@ -404,7 +398,7 @@ class Snapshot:
     def to_dict(self) -> dict[str, Any]:
         return {
             "complete": self.complete,
-            "taken_at": self.taken_at.isoformat().replace("+00:00", "Z") if self.taken_at else None,
+            "taken_at": _rfc3339(self.taken_at),
             "regions": {
                 name: {"complete": r.complete, "error": r.error, "pages": r.pages}
                 for name, r in sorted(self.regions.items())

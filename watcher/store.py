@@ -216,13 +216,7 @@ class Store:
         caused, in one transaction (`poll.emit = "page"`); False if nothing changed."""
         if not self._loaded:
             self.load()
-        keys = {
-            key
-            for key, (job, mem) in jobs.items()
-            if (old := self._jobs.get(key)) is None
-            or not (old[0] is job or old[0] == job)
-            or old[1] != mem
-        }
+        keys = {key for key, (job, mem) in jobs.items() if self._differs(key, job, mem)}
         if not keys and not events:
             return False
         states = {key: job for key, (job, _) in jobs.items()}
@@ -234,15 +228,15 @@ class Store:
         self, jobs: Mapping[JobKey, JobState], memory: Mapping[JobKey, JobMemory]
     ) -> set[JobKey]:
         """Keys whose row differs from what is saved: new, changed, or gone."""
-        changed = {
-            key
-            for key, job in jobs.items()
-            if (old := self._jobs.get(key)) is None
-            or not (old[0] is job or old[0] == job)
-            or old[1] != memory.get(key)
-        }
+        changed = {key for key, job in jobs.items() if self._differs(key, job, memory.get(key))}
         changed.update(self._jobs.keys() - jobs.keys())
         return changed
+
+    def _differs(self, key: JobKey, job: JobState, memory: JobMemory | None) -> bool:
+        """Whether the saved row of `key` is not this job with this memory (compared by
+        identity first: an unchanged job is the very same object)."""
+        old = self._jobs.get(key)
+        return old is None or not (old[0] is job or old[0] == job) or old[1] != memory
 
     def _write(
         self,

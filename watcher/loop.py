@@ -399,6 +399,10 @@ class Watcher:
         self._wake.set()
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 async def _stop_on_signal(stop: anyio.Event) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
@@ -417,18 +421,20 @@ async def open_watcher(
 ) -> AsyncIterator[Watcher]:
     """Build a Watcher from settings and close everything it opened on the way out.
 
+    `now` is the watcher's clock: when it observed what (event times) and whether
+    temporary credentials are still valid. The client signs requests with its own clock
+    (`client_options["now"]`, the real one by default), which must agree with DTS's.
+
     Raises CredentialsError or StateError before anything runs if those are unusable.
     """
-    provider = provider_from_settings(settings, config_file)
+    clock = now or _utcnow
+    provider = provider_from_settings(settings, config_file, now=clock)
     store = await anyio.to_thread.run_sync(Store.open, settings.state.file)
     try:
         publisher = Publisher(settings.nats, store)
         async with DtsClient(settings.dts, provider, **client_options) as client:
             try:
-                if now is None:
-                    yield Watcher(settings, client, store, publisher)
-                else:
-                    yield Watcher(settings, client, store, publisher, now=now)
+                yield Watcher(settings, client, store, publisher, now=clock)
             finally:
                 with anyio.CancelScope(shield=True):
                     await publisher.close()

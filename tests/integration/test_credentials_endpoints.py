@@ -514,7 +514,7 @@ async def test_open_watcher_reads_dts_with_rrsa_credentials(
         monkeypatch.setenv("DTS_WATCHER_DTS__ENDPOINT", sim.url)
         monkeypatch.setenv("DTS_WATCHER_DTS__REGIONS", json.dumps(REGIONS))
         monkeypatch.setenv("DTS_WATCHER_STATE__PATH", str(tmp_path / "state.sqlite3"))
-        async with open_watcher(load_settings()) as watcher:
+        async with open_watcher(load_settings(), now=clock) as watcher:
             snapshot = await watcher.client.fetch()
     assert snapshot.complete and len(snapshot) == len(sim.jobs())
     assert keys_used(sim) == {"STS.key1"}

@@ -154,6 +154,7 @@ def run_once(settings_env: dict[str, str], crash_at: str | None = None) -> int:
     return done.returncode
 
 
+@pytest.mark.wall_clock  # a watcher subprocess signs with the real clock
 @pytest.mark.parametrize(
     "point", ["before_commit", "between_commits", "after_commit", "after_publish"]
 )
@@ -347,6 +348,7 @@ async def test_wall_clock_jumps_break_neither_rules_nor_order(
     }
 
 
+@pytest.mark.wall_clock  # a watcher subprocess signs with the real clock
 def test_unusable_state_is_a_clear_error_not_a_reannouncement(
     tmp_path: Path, simulator: Simulator, nats_server: NatsServer
 ) -> None:

@@ -218,6 +218,7 @@ def tls_files(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     yield cert_file, key_file
 
 
+@pytest.mark.wall_clock  # OpenSSL checks the certificate against the real clock
 async def test_an_untrusted_nats_certificate_is_named(
     tmp_path: Path, simulator: Simulator, tls_files: tuple[Path, Path]
 ) -> None:

@@ -9,7 +9,9 @@
     python3 dev.py run ARGS      any dts-watcher command, inside the project's venv
 
 Only the standard library is used here, so a fresh machine needs nothing but Python 3.11+.
-The venv is reinstalled when pyproject.toml changes (a stamp file records its hash).
+The venv is reinstalled when pyproject.toml or sim/pyproject.toml changes (a stamp file
+records their hash). Both are installed editable: the watcher with its dev extra, and the
+simulator (sim/, the `dts-watcher-sim` distribution that extra asks for).
 """
 
 from __future__ import annotations
@@ -26,21 +28,31 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".dts-watcher-installed"
+SIM = ROOT / "sim"
+PROJECT_FILES = (ROOT / "pyproject.toml", SIM / "pyproject.toml")
 
 
 def _ensure_venv() -> None:
     if sys.version_info < (3, 11):
         sys.exit(f"dts-watcher needs Python 3.11 or newer, this is {sys.version.split()[0]}")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for path in PROJECT_FILES:
+        digest.update(path.read_bytes())
+    wanted = digest.hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted and PY.exists():
         return
     if not PY.exists():
         print(f"dev.py: creating {VENV}", file=sys.stderr)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    print("dev.py: installing dts-watcher with its dev extra (first run only)", file=sys.stderr)
+    print(
+        "dev.py: installing dts-watcher with its dev extra and the simulator (first run only)",
+        file=sys.stderr,
+    )
     quiet = ["--quiet", "--disable-pip-version-check"]
     subprocess.run([str(PY), "-m", "pip", "install", *quiet, "--upgrade", "pip"], check=True)
-    subprocess.run([str(PY), "-m", "pip", "install", *quiet, "-e", f"{ROOT}[dev]"], check=True)
+    # One command, so the dev extra's `dts-watcher-sim` resolves to the local sim/ folder.
+    install = ["-e", str(SIM), "-e", f"{ROOT}[dev]"]
+    subprocess.run([str(PY), "-m", "pip", "install", *quiet, *install], check=True)
     STAMP.write_text(wanted)
 
 

@@ -545,7 +545,7 @@ def _start_service(
     sim: SimProcess, nats_url: str, folder: Path, log_path: Path, emit: str
 ) -> subprocess.Popen[bytes]:
     """`dts-watcher run`, configured the documented way (environment variables)."""
-    from watcher.simulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+    from dts_sim import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 
     env = clean_env()
     env.update(
@@ -752,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.profile is not None:
         cfg.profile.mkdir(parents=True, exist_ok=True)
         cfg.profile = cfg.profile.resolve()
-    from watcher.natsserver import NatsServer
+    from dts_sim.natsserver import NatsServer
 
     started = time.monotonic()
     rows: list[Row] = []

@@ -1,8 +1,9 @@
 """The DTS simulator in a process of its own, so the watcher's CPU time is only its own.
 
 Run as `python -m benchmarks.simproc --jobs N --regions R`: it builds the benchmark
-scenario, starts `watcher.simulator.Simulator` on a free port, prints one JSON line
-(`{"url": ..., "regions": [...]}`) and serves until its stdin closes or it gets SIGTERM.
+scenario, starts `dts_sim.Simulator` on a free port (with the page cache of
+`benchmarks.simcache`), prints one JSON line (`{"url": ..., "regions": [...]}`) and
+serves until its stdin closes or it gets SIGTERM.
 `SimProcess` is the driver's handle on it: start, stop, and the admin API.
 """
 
@@ -33,7 +34,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from benchmarks import workload
-    from watcher.simulator import Simulator
+    from benchmarks.simcache import CachedPages
+    from dts_sim import Simulator
 
     regions = workload.regions_for(args.regions)
     done = threading.Event()
@@ -43,7 +45,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    sim = Simulator(workload.scenario(args.jobs, regions, args.seed))
+    sim = Simulator(workload.scenario(args.jobs, regions, args.seed), pages=CachedPages())
     with sim:
         print(json.dumps({"url": sim.url, "regions": regions}), flush=True)
 

@@ -38,6 +38,10 @@ from typing import Any
 import httpx
 import orjson
 
+from watcher.heap import Heap
+
+_HEAP = Heap()  # settles as the service does after every cycle
+
 
 def rss_kib() -> int:
     """Resident set size now, from /proc/self/status (KiB)."""
@@ -53,8 +57,8 @@ def peak_rss_kib() -> int:
 
 
 def settings_for(cfg: dict[str, Any]) -> Any:
+    from dts_sim import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
     from watcher.settings import Settings
-    from watcher.simulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 
     return Settings(
         dts={
@@ -87,14 +91,13 @@ def _configure_logs(cfg: dict[str, Any]) -> None:
 
 async def _discover(watcher: Any) -> int:
     """The first cycle: every job discovered, and the events published."""
-    from watcher.loop import settle_heap
 
     result = await watcher.cycle()
     if not result.complete:
         raise RuntimeError(f"discovery cycle incomplete: {result.reasons}")
     if not await watcher.flush(within=600):
         raise RuntimeError("discovery events were not all acknowledged")
-    settle_heap()  # as the service does after every cycle
+    _HEAP.settle()  # as the service does after every cycle
     return len(result.events)
 
 
@@ -132,7 +135,7 @@ class Profile:
 
 
 async def steady(cfg: dict[str, Any]) -> dict[str, Any]:
-    from watcher.loop import open_watcher, settle_heap
+    from watcher.service import open_watcher
 
     _configure_logs(cfg)
     out: dict[str, Any] = {"cycles": []}
@@ -141,14 +144,14 @@ async def steady(cfg: dict[str, Any]) -> dict[str, Any]:
         for _ in range(cfg.get("warm", 1)):
             await watcher.cycle()
             await watcher.publisher.drain()
-            settle_heap()
+            _HEAP.settle()
         profile = Profile(cfg).__enter__()
         for _ in range(cfg["cycles"]):
             began = time.monotonic()
             cpu = time.process_time()
             result = await watcher.cycle()
             await watcher.publisher.drain()  # what the service's publisher does after it
-            settle_heap()  # and what the service does after every cycle
+            _HEAP.settle()  # and what the service does after every cycle
             cpu = time.process_time() - cpu
             ended = time.monotonic()
             out["cycles"].append(
@@ -169,9 +172,9 @@ async def steady(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _signed(cfg: dict[str, Any], region: str, page: int) -> tuple[str, dict[str, str]]:
+    from dts_sim import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
     from watcher.dts import signing
     from watcher.dts.client import ACTION
-    from watcher.simulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 
     scheme, _, host = cfg["url"].partition("://")
     request = signing.sign_request(
@@ -248,7 +251,7 @@ async def storm(cfg: dict[str, Any]) -> dict[str, Any]:
     import anyio
     import nats
 
-    from watcher.loop import open_watcher
+    from watcher.service import open_watcher
 
     _configure_logs(cfg)
     settings = settings_for(cfg)
@@ -282,7 +285,7 @@ async def storm(cfg: dict[str, Any]) -> dict[str, Any]:
         publisher.drain = watched_drain  # type: ignore[method-assign]
         # As in the service: cycles on one side, the publisher draining on the other.
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watcher._publish_forever)
+            tg.start_soon(watcher.publisher.run)
             discovery = await watcher.cycle()
             if not discovery.complete:
                 raise RuntimeError(f"discovery cycle incomplete: {discovery.reasons}")
@@ -386,7 +389,7 @@ async def baseline(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 async def memory(cfg: dict[str, Any]) -> dict[str, Any]:
-    from watcher.loop import open_watcher, settle_heap
+    from watcher.service import open_watcher
 
     _configure_logs(cfg)
     settings = settings_for(cfg)
@@ -408,7 +411,7 @@ async def memory(cfg: dict[str, Any]) -> dict[str, Any]:
         for i in range(warm + cfg["cycles"]):
             result = await watcher.cycle()
             await watcher.publisher.drain()
-            settle_heap()  # as the service does after every cycle
+            _HEAP.settle()  # as the service does after every cycle
             if not result.complete or result.events:
                 raise RuntimeError(f"cycle {i} was not steady: {result.reasons}")
             if i + 1 == warm:
@@ -431,8 +434,8 @@ async def memory(cfg: dict[str, Any]) -> dict[str, Any]:
 def _parsed_jobs(jobs: int, regions: list[str]) -> list[Any]:
     """The workload's jobs as the watcher normalizes them (simulator JSON -> models)."""
     from benchmarks import workload
+    from dts_sim import Scenario, ScenarioState, page_body
     from watcher.dts.models import parse_page
-    from watcher.simulator import Scenario, ScenarioState, page_body
 
     state = ScenarioState(Scenario(jobs=workload.build_jobs(jobs, regions)))
     out: list[Any] = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from watcher.simulator import JobSpec, ObjectSpec, Scenario, StepSpec
+from dts_sim import JobSpec, ObjectSpec, Scenario, StepSpec
 
 REGIONS = ("cn-hangzhou", "cn-shanghai", "cn-beijing", "ap-southeast-1")
 PAGE_SIZE = 30

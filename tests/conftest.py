@@ -23,8 +23,9 @@ import nats
 import pytest
 import time_machine
 
-from watcher.natsserver import NatsServer
-from watcher.simulator import Simulator
+from dts_sim import Simulator
+from dts_sim.natsserver import NatsServer
+from watcher.store import Store
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -94,6 +95,13 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 def simulator() -> Iterator[Simulator]:
     with Simulator(None) as sim:
         yield sim
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh state file (closed after the test)."""
+    with Store.open(tmp_path / "state.sqlite3") as opened:
+        yield opened
 
 
 @pytest.fixture

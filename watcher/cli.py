@@ -5,6 +5,7 @@ no logic lives here that a test could not reach through the library itself.
 
 Exit codes: 0 success, 1 the command ran but its goal was not met (e.g. an incomplete
 fetch), 2 invalid configuration or arguments (one clear message naming the setting).
+`main` maps every `WatcherError` to its exit code in one place (`watcher.errors`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,22 @@ from typing import Any
 import anyio
 
 from watcher import __version__
+from watcher.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigError,
+    MissingExtra,
+    WatcherError,
+    exit_code,
+)
 from watcher.logs import configure as configure_logging
-from watcher.settings import ConfigError, Settings, load_settings
+from watcher.settings import Settings, load_settings
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2."""
+SIM_EXTRA = (
+    "needs the simulator, which is not installed: pip install 'dts-watcher[sim]' "
+    "(in a clone of the repository: python3 dev.py demo)"
+)
 
 
 def _positive_float(text: str) -> float:
@@ -72,13 +81,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from watcher.dts.client import DtsClient
-    from watcher.dts.credentials import CredentialsError, provider_from_settings
+    from watcher.dts.credentials import provider_from_settings
 
     settings = _settings(args)
-    try:
-        provider = provider_from_settings(settings, args.config)
-    except CredentialsError as exc:
-        raise UsageError(str(exc)) from None
+    provider = provider_from_settings(settings, args.config)
 
     async def fetch() -> dict[str, Any]:
         async with DtsClient(settings.dts, provider) as client:
@@ -91,10 +97,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from watcher.dts.credentials import CredentialsError
-    from watcher.http import HttpServeError
-    from watcher.loop import open_watcher
-    from watcher.store import StateError
+    from watcher.service import open_watcher
 
     settings = _settings(args)
 
@@ -102,17 +105,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         async with open_watcher(settings, args.config) as watcher:
             await watcher.run()
 
-    try:
-        anyio.run(serve)
-    except (CredentialsError, StateError, HttpServeError) as exc:
-        raise UsageError(str(exc)) from None
+    anyio.run(serve)
     return EXIT_OK
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from watcher.dts.credentials import CredentialsError
-    from watcher.loop import open_watcher
-    from watcher.store import StateError
+    from watcher.service import open_watcher
 
     settings = _settings(args)
 
@@ -132,39 +130,33 @@ def cmd_once(args: argparse.Namespace) -> int:
             )
         return EXIT_OK if result.complete and flushed else EXIT_FAILED
 
-    try:
-        return anyio.run(one)
-    except (CredentialsError, StateError) as exc:
-        raise UsageError(str(exc)) from None
+    return anyio.run(one)
 
 
 def _event_kinds() -> tuple[str, ...]:
-    from watcher.events import JOB_KINDS, WATCHER_KINDS
+    from watcher.kinds import KINDS
 
-    return (*JOB_KINDS, *WATCHER_KINDS)
+    return tuple(KINDS)
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from watcher.tail import Filters, TailOptions, TailUsageError, color_wanted, parse_since, tail
+    from watcher.tail import Filters, TailOptions, color_wanted, parse_since, tail
 
     settings = _settings(args)
-    try:
-        options = TailOptions(
-            subject=args.subject,
-            raw_json=args.json,
-            count=args.count,
-            wait=args.wait,
-            filters=Filters(
-                regions=tuple(args.region or ()),
-                jobs=tuple(args.job or ()),
-                kinds=tuple(args.kind or ()),
-                min_severity=args.min_severity,
-            ),
-            since=parse_since(args.since) if args.since else None,
-            color=color_wanted(args.color, sys.stdout),
-        )
-    except TailUsageError as exc:
-        raise UsageError(str(exc)) from None
+    options = TailOptions(
+        subject=args.subject,
+        raw_json=args.json,
+        count=args.count,
+        wait=args.wait,
+        filters=Filters(
+            regions=tuple(args.region or ()),
+            jobs=tuple(args.job or ()),
+            kinds=tuple(args.kind or ()),
+            min_severity=args.min_severity,
+        ),
+        since=parse_since(args.since) if args.since else None,
+        color=color_wanted(args.color, sys.stdout),
+    )
 
     async def run() -> int:
         return await tail(settings, options)
@@ -180,20 +172,29 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from watcher.demo import run_demo
+    try:
+        from dts_sim.demo import run_demo
+    except ImportError:
+        raise MissingExtra(f"demo {SIM_EXTRA}") from None
 
     configure_logging(args.log_level or "warning", args.log_format or "console")
-    return anyio.run(run_demo, args.duration, args.scenario, args.step)
+    code: int = anyio.run(run_demo, args.duration, args.scenario, args.step)
+    return code
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from watcher.simulator import ScenarioError, serve
+    try:
+        from dts_sim import ScenarioError
+        from dts_sim.runner import serve
+    except ImportError:
+        raise MissingExtra(f"simulate {SIM_EXTRA}") from None
 
     configure_logging(args.log_level or "info", args.log_format or "console")
     try:
-        return serve(args.scenario, host=args.host, port=args.port, auto_advance=args.step)
+        code: int = serve(args.scenario, host=args.host, port=args.port, auto_advance=args.step)
     except ScenarioError as exc:
-        raise UsageError(str(exc)) from None
+        raise ConfigError(str(exc)) from None
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,7 +227,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to try publishing the outbox (default 30)",
     )
-    p = add("demo", cmd_demo, "embedded NATS + DTS simulator + watcher, events shown live")
+    demo = "embedded NATS + DTS simulator + watcher, events shown live"
+    _demo_arguments(add("demo", cmd_demo, demo))
+    _tail_arguments(add("tail", cmd_tail, "subscribe to the events and print them"))
+    add("schema", cmd_schema, "print the JSON Schema of the events")
+    p = add("check-config", cmd_check_config, "validate and print the effective configuration")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="also call DTS once per region and connect to NATS, and say what is wrong "
+        "(exit 1 if anything is)",
+    )
+    p = add("snapshot", cmd_snapshot, "fetch once and print the normalized jobs as JSON")
+    p.add_argument("--pretty", action="store_true", help="indent the JSON")
+    _simulate_arguments(add("simulate", cmd_simulate, "run the DTS simulator alone"))
+    return parser
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=_positive_float, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument("--scenario", default="demo", help="simulator scenario (default: demo)")
     p.add_argument(
@@ -235,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="advance the scenario every SECONDS (default: the scenario's own pace, 3 s)",
     )
-    p = add("tail", cmd_tail, "subscribe to the events and print them")
+
+
+def _tail_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--subject",
         help="subject filter (default: <prefix>.>), e.g. 'dts.job.*.*.status_changed'",
@@ -271,17 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="colour by severity (default: only on a terminal, and not if NO_COLOR is set)",
     )
-    add("schema", cmd_schema, "print the JSON Schema of the events")
-    p = add("check-config", cmd_check_config, "validate and print the effective configuration")
-    p.add_argument(
-        "--probe",
-        action="store_true",
-        help="also call DTS once per region and connect to NATS, and say what is wrong "
-        "(exit 1 if anything is)",
-    )
-    p = add("snapshot", cmd_snapshot, "fetch once and print the normalized jobs as JSON")
-    p.add_argument("--pretty", action="store_true", help="indent the JSON")
-    p = add("simulate", cmd_simulate, "run the DTS simulator alone")
+
+
+def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scenario", default="demo", help="built-in scenario name or path to a TOML file"
     )
@@ -294,7 +306,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="advance the timeline every SECONDS (default: the scenario's step_seconds)",
     )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -306,8 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except (ConfigError, UsageError) as exc:
+    except WatcherError as exc:
         print(f"dts-watcher: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_code(exc)
     except KeyboardInterrupt:
         return 130

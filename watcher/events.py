@@ -11,8 +11,10 @@ absorbs a re-publish after a crash. Job events are created by the pure `detect()
 derives ids deterministically from the job, the kind and the cycle; watcher events are
 created by the service with random ids.
 
-This module is the one place that knows the contract (DESIGN.md): kinds, severities,
-subjects, the envelope and its JSON Schema (`dts-watcher schema`).
+The kinds themselves (severity rules, `data` schemas, summaries, log fields) are declared
+in `watcher.kinds`; this module is the envelope around them: attributes, subjects, the
+one encoding that goes into the outbox (`encode`), and the JSON Schema of the whole
+(`dts-watcher schema`).
 """
 
 from __future__ import annotations
@@ -21,42 +23,48 @@ import functools
 import json
 import re
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
+
+from watcher import fastjson
+from watcher.kinds import (
+    COMMON_JOB_DATA,
+    JOB_KINDS,
+    KINDS,
+    SEVERITIES,
+    WATCHER_KINDS,
+    Kind,
+    Severity,
+    summary_detail,
+)
+
+if TYPE_CHECKING:
+    from watcher.snapshot import JobState
 
 SPECVERSION: Final = "1.0"
 CONTENT_TYPE: Final = "application/cloudevents+json"
 DATA_CONTENT_TYPE: Final = "application/json"
 SOURCE_ROOT: Final = "/dts-watcher"
 
-Severity = Literal["info", "warning", "critical"]
-SEVERITIES: Final[tuple[Severity, ...]] = ("info", "warning", "critical")
-
-# Job event kinds (DESIGN.md's table) and the watcher's own.
-DISCOVERED: Final = "discovered"
-REMOVED: Final = "removed"
-STATUS_CHANGED: Final = "status_changed"
-DELAY_THRESHOLD_CROSSED: Final = "delay_threshold_crossed"
-PRECHECK_FAILED: Final = "precheck_failed"
-INIT_FAILED: Final = "init_failed"
-JOB_KINDS: Final = (
-    DISCOVERED,
-    REMOVED,
-    STATUS_CHANGED,
-    DELAY_THRESHOLD_CROSSED,
-    PRECHECK_FAILED,
-    INIT_FAILED,
-)
-WATCHER_KINDS: Final = (
-    "started",
-    "stopped",
-    "heartbeat",
-    "cycle_incomplete",
-    "source_unavailable",
-    "source_recovered",
-)
+__all__ = [
+    "CONTENT_TYPE",
+    "JOB_KINDS",
+    "SEVERITIES",
+    "WATCHER_KINDS",
+    "Event",
+    "Severity",
+    "WithJob",
+    "deterministic_id",
+    "encode",
+    "format_time",
+    "json_schema",
+    "parse_envelope",
+    "subject_token",
+    "summary",
+    "watcher_event",
+]
 
 _ID_NAMESPACE: Final = uuid.UUID("6f1d3c52-8f2e-4a39-9a57-3f0b2d1c7e44")
 _UNSAFE_TOKEN = re.compile(r"[\s.*>]")
@@ -71,10 +79,8 @@ def subject_token(text: str) -> str:
 
 @functools.lru_cache(maxsize=256)
 def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a `Z`, as consumers expect.
-
-    Remembered: the events of one cycle share the moment they were observed, and a storm
-    formats it 10,000 times."""
+    """RFC 3339 in UTC with a `Z`, as consumers expect (remembered: a cycle's events
+    share the moment they were observed)."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -92,7 +98,6 @@ class Event:
     id: str
     region: str | None = None  # None for watcher events
     job_id: str | None = None  # None for watcher events
-    extra: Mapping[str, Any] = field(default_factory=dict)  # reserved for extensions
 
     @property
     def is_job_event(self) -> bool:
@@ -109,8 +114,7 @@ class Event:
         return f"{SOURCE_ROOT}/{self.region}"
 
     def nats_subject(self, prefix: str) -> str:
-        if self.is_job_event:
-            assert self.region is not None and self.job_id is not None
+        if self.region is not None and self.job_id is not None:
             return (
                 f"{prefix}.job.{subject_token(self.region)}."
                 f"{subject_token(self.job_id)}.{self.kind}"
@@ -119,7 +123,7 @@ class Event:
 
     def envelope(self) -> dict[str, Any]:
         """The CloudEvents 1.0 structured-mode document."""
-        document: dict[str, Any] = {
+        return {
             "specversion": SPECVERSION,
             "id": self.id,
             "source": self.source,
@@ -130,10 +134,10 @@ class Event:
             "severity": self.severity,
             "data": dict(self.data),
         }
-        return document
 
     def to_json(self) -> bytes:
-        return json.dumps(self.envelope(), ensure_ascii=False, separators=(",", ":")).encode()
+        """The envelope as published (`encode`)."""
+        return encode(self)
 
     def headers(self) -> dict[str, str]:
         return {"Nats-Msg-Id": self.id, "Content-Type": CONTENT_TYPE}
@@ -156,17 +160,56 @@ class Event:
             )
         else:
             fields["data"] = dict(self.data)  # small, and what an operator needs to see
-        # "level" would clash with the log line's own level: delay levels are renamed.
-        renamed = {"level": "delay_level", "previous_level": "previous_delay_level"}
-        for key in ("previous_status", "level", "previous_level", "delay_seconds", "stage"):
+        kind = KINDS.get(self.kind)
+        for key, name in (kind.log_fields if kind is not None else {}).items():
             if key in self.data:
-                fields[renamed.get(key, key)] = self.data[key]
+                fields[name] = self.data[key]
         return fields
+
+
+def encode(event: Event) -> bytes:
+    """The envelope as it goes into the outbox and onto the wire: compact UTF-8 JSON."""
+    return fastjson.dumps(event.envelope())
 
 
 def watcher_event(kind: str, severity: Severity, time: datetime, data: Mapping[str, Any]) -> Event:
     """An event about the watcher itself (random id: the service is not pure)."""
     return Event(kind=kind, severity=severity, time=time, data=data, id=str(uuid.uuid4()))
+
+
+class WithJob(Mapping[str, Any]):
+    """The data of an event that carries the whole normalized job (`discovered`,
+    `removed`): the common fields, then `job` (`JobState.to_dict()`), made when read.
+
+    The event is serialized once, when it goes into the outbox; until the cycle is over
+    it is also kept. As a dict, `job` is ~6 KB a job, ~60 MB held through the first cycle
+    of a 10,000-job account; as this, a reference to the (immutable) JobState, which the
+    baseline holds anyway. It reads as the dict it stands for, equality included.
+    """
+
+    __slots__ = ("_fields", "_job")
+
+    def __init__(self, fields: Mapping[str, Any], job: JobState) -> None:
+        self._fields = fields
+        self._job = job
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "job":
+            return self._job.to_dict()
+        return self._fields[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key == "job" or key in self._fields
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._fields
+        yield "job"
+
+    def __len__(self) -> int:
+        return len(self._fields) + 1
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 def parse_envelope(raw: bytes) -> dict[str, Any]:
@@ -179,41 +222,17 @@ def parse_envelope(raw: bytes) -> dict[str, Any]:
 
 def summary(document: Mapping[str, Any]) -> str:
     """One readable line for a received envelope (used by `tail` and the demo)."""
-    data = document.get("data") or {}
+    data = document.get("data")
+    data = data if isinstance(data, Mapping) else {}
     kind = str(document.get("type", "")).rsplit(".", 1)[-1]
-    where = (
-        f"{data.get('region')}/{data.get('job_id')}"
-        + (f"/{data['direction']}" if data.get("direction") not in (None, "Forward") else "")
-        if "job_id" in data
-        else "watcher"
-    )
-    name = f" ({data['job_name']})" if data.get("job_name") else ""
-    detail = ""
-    if kind == STATUS_CHANGED:
-        detail = f"{data.get('previous_status')} -> {data.get('status')}"
-        if data.get("error_message") and data.get("status") in {
-            "Failed",
-            "PrecheckFailed",
-            "InitializeFailed",
-        }:
-            detail += f": {data['error_message']}"
-    elif kind == DELAY_THRESHOLD_CROSSED:
-        detail = (
-            f"{data.get('previous_level')} -> {data.get('level')} "
-            f"(delay {data.get('delay_seconds')}s, threshold {data.get('threshold_seconds')}s)"
-        )
-    elif kind == PRECHECK_FAILED:
-        items = data.get("failed_items") or []
-        detail = ", ".join(
-            f"{i.get('item_name')}: {i.get('error_message')} [repair: {i.get('repair_method')}]"
-            for i in items
-        )
-    elif kind == INIT_FAILED:
-        detail = f"{data.get('stage')} initialization: {data.get('error_message')}"
-    elif kind in (DISCOVERED, REMOVED):
-        detail = f"status {data.get('status')}"
+    if "job_id" in data:
+        where = f"{data.get('region')}/{data.get('job_id')}"
+        if data.get("direction") not in (None, "Forward"):
+            where += f"/{data['direction']}"
     else:
-        detail = json.dumps(data, ensure_ascii=False, sort_keys=True)[:200]
+        where = "watcher"
+    name = f" ({data['job_name']})" if data.get("job_name") else ""
+    detail = summary_detail(kind, data)
     time = str(document.get("time", ""))
     severity = str(document.get("severity", "info"))
     return f"{time} {severity:<8} {kind:<24} {where}{name} {detail}".rstrip()
@@ -221,85 +240,8 @@ def summary(document: Mapping[str, Any]) -> str:
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema (2020-12) that every published envelope validates against."""
-    nullable_str = {"type": ["string", "null"]}
-    common = {
-        "job_id": {"type": "string", "minLength": 1},
-        "job_name": {"type": "string"},
-        "region": {"type": "string", "minLength": 1},
-        "direction": {"type": "string"},
-        "status": {"type": "string"},
-    }
-    job_object = {"type": "object", "required": ["job_id", "region", "status"]}
-    per_kind: dict[str, tuple[dict[str, Any], list[str]]] = {
-        DISCOVERED: ({"job": job_object}, ["job"]),
-        REMOVED: ({"job": job_object}, ["job"]),
-        STATUS_CHANGED: (
-            {
-                "previous_status": nullable_str,
-                "error_message": nullable_str,
-                "recovered_from": {"type": "string"},
-            },
-            ["previous_status", "error_message"],
-        ),
-        DELAY_THRESHOLD_CROSSED: (
-            {
-                "level": {"type": "string"},
-                "previous_level": {"type": "string"},
-                "delay_seconds": {"type": "integer", "minimum": 0},
-                "threshold_seconds": {"type": "number", "exclusiveMinimum": 0},
-                "change": {"enum": ["up", "down"]},
-            },
-            ["level", "previous_level", "delay_seconds", "threshold_seconds"],
-        ),
-        PRECHECK_FAILED: (
-            {
-                "failed_items": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["item_name", "error_message", "repair_method"],
-                        "properties": {
-                            "item_name": {"type": "string"},
-                            "error_message": nullable_str,
-                            "repair_method": nullable_str,
-                        },
-                    },
-                }
-            },
-            ["failed_items"],
-        ),
-        INIT_FAILED: (
-            {"stage": {"enum": ["structure", "data"]}, "error_message": nullable_str},
-            ["stage", "error_message"],
-        ),
-    }
-    variants: list[dict[str, Any]] = []
-    for kind, (properties, required) in per_kind.items():
-        variants.append(
-            {
-                "title": f"dts.job.{kind}",
-                "properties": {
-                    "type": {"const": f"dts.job.{kind}"},
-                    "source": {"type": "string", "pattern": f"^{SOURCE_ROOT}/.+"},
-                    "data": {
-                        "type": "object",
-                        "required": [*common, *required],
-                        "properties": {**common, **properties},
-                    },
-                },
-            }
-        )
-    variants.append(
-        {
-            "title": "dts.watcher.*",
-            "properties": {
-                "type": {"enum": [f"dts.watcher.{kind}" for kind in WATCHER_KINDS]},
-                "subject": {"const": "watcher"},
-                "data": {"type": "object"},
-            },
-        }
-    )
+    variants = [_job_variant(KINDS[name]) for name in JOB_KINDS]
+    variants += [_watcher_variant(KINDS[name]) for name in WATCHER_KINDS]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://github.com/dts-watcher/dts-watcher/schema/event-v1.json",
@@ -329,4 +271,32 @@ def json_schema() -> dict[str, Any]:
         },
         "additionalProperties": False,
         "oneOf": variants,
+    }
+
+
+def _job_variant(kind: Kind) -> dict[str, Any]:
+    return {
+        "title": kind.type,
+        "description": kind.when,
+        "properties": {
+            "type": {"const": kind.type},
+            "source": {"type": "string", "pattern": f"^{SOURCE_ROOT}/.+"},
+            "data": {
+                "type": "object",
+                "required": [*COMMON_JOB_DATA, *kind.required],
+                "properties": {**COMMON_JOB_DATA, **kind.properties},
+            },
+        },
+    }
+
+
+def _watcher_variant(kind: Kind) -> dict[str, Any]:
+    return {
+        "title": kind.type,
+        "description": kind.when,
+        "properties": {
+            "type": {"const": kind.type},
+            "subject": {"const": "watcher"},
+            "data": {"type": "object", "properties": dict(kind.properties)},
+        },
     }

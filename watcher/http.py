@@ -16,16 +16,16 @@ level and dropped.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Protocol
 
 import anyio
 import anyio.abc
 import h11
 from anyio.abc import SocketAttribute
 
+from watcher.errors import ConfigError
 from watcher.logs import get_logger
 from watcher.metrics import Metrics
+from watcher.status import Status
 
 log = get_logger("watcher.http")
 
@@ -35,38 +35,8 @@ _RECEIVE = 16384
 _PATHS = ("/healthz", "/readyz", "/metrics")
 
 
-class HttpServeError(OSError):
+class HttpServeError(ConfigError):
     """The endpoint cannot listen; the message names the address and the settings."""
-
-
-class _Counters(Protocol):
-    @property
-    def last_complete(self) -> datetime | None: ...
-
-
-class _Publisher(Protocol):
-    @property
-    def connected(self) -> bool: ...
-
-
-class ReadinessView(Protocol):
-    """What readiness looks at on `watcher.loop.Watcher` (structural, read-only)."""
-
-    @property
-    def counters(self) -> _Counters: ...
-
-    @property
-    def publisher(self) -> _Publisher: ...
-
-
-def readiness(watcher: ReadinessView) -> list[str]:
-    """Why the watcher is not ready; an empty list means ready."""
-    reasons = []
-    if watcher.counters.last_complete is None:
-        reasons.append("no complete cycle yet: DTS has not been read completely since start")
-    if not watcher.publisher.connected:
-        reasons.append("not connected to NATS: events wait in the outbox")
-    return reasons
 
 
 class _Response:
@@ -82,7 +52,7 @@ class _Response:
         ]
 
 
-async def _respond(watcher: ReadinessView, metrics: Metrics, request: h11.Request) -> _Response:
+async def _respond(status: Status, metrics: Metrics, request: h11.Request) -> _Response:
     method = request.method.decode("ascii", "replace").upper()
     target = request.target.decode("ascii", "replace")
     path = target.split("?", 1)[0].split("#", 1)[0]
@@ -95,7 +65,7 @@ async def _respond(watcher: ReadinessView, metrics: Metrics, request: h11.Reques
     if path == "/healthz":
         return _Response(200, b"ok\n")
     if path == "/readyz":
-        reasons = readiness(watcher)
+        reasons = status.readiness()
         if reasons:
             text = "not ready:\n" + "".join(f"- {reason}\n" for reason in reasons)
             return _Response(503, text.encode())
@@ -120,9 +90,7 @@ async def _send(
         await stream.send(data)
 
 
-async def _serve_connection(
-    stream: anyio.abc.ByteStream, watcher: ReadinessView, metrics: Metrics
-) -> None:
+async def _serve_connection(stream: anyio.abc.ByteStream, status: Status, metrics: Metrics) -> None:
     conn = h11.Connection(h11.SERVER)
     with anyio.move_on_after(CONNECTION_DEADLINE):
         while True:
@@ -135,7 +103,7 @@ async def _serve_connection(
                 conn.receive_data(data)
             elif isinstance(event, h11.Request):
                 try:
-                    response = await _respond(watcher, metrics, event)
+                    response = await _respond(status, metrics, event)
                 except Exception:  # a bug here: answer 500, keep serving
                     log.exception("http.handler_failed", target=event.target.decode("latin-1"))
                     response = _Response(500, b"internal error\n")
@@ -157,7 +125,7 @@ async def _serve_connection(
 
 async def _handle(
     stream: anyio.abc.ByteStream,
-    watcher: ReadinessView,
+    status: Status,
     metrics: Metrics,
     slots: anyio.CapacityLimiter,
 ) -> None:
@@ -169,7 +137,7 @@ async def _handle(
                 await _reject(stream, 503, b"too many connections\n")
                 return
             try:
-                await _serve_connection(stream, watcher, metrics)
+                await _serve_connection(stream, status, metrics)
             except h11.RemoteProtocolError as exc:
                 await _reject(stream, exc.error_status_hint, b"bad request\n")
             finally:
@@ -194,7 +162,7 @@ async def _reject(stream: anyio.abc.ByteStream, status: int, body: bytes) -> Non
 
 
 async def serve_http(
-    watcher: ReadinessView,
+    status: Status,
     metrics: Metrics,
     host: str,
     port: int,
@@ -216,6 +184,6 @@ async def serve_http(
         task_status.started(bound)
 
         async def handle(stream: anyio.abc.SocketStream) -> None:
-            await _handle(stream, watcher, metrics, slots)
+            await _handle(stream, status, metrics, slots)
 
         await listener.serve(handle)

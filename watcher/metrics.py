@@ -5,9 +5,9 @@ Two kinds of numbers, kept apart on purpose:
 - What happens over time (cycles, events, publishing) is recorded as it happens, through
   hooks the service calls: `observe_cycle`, `observe_events`, `observe_publish`.
 - What *is* (API requests so far, jobs by status, each job's delay, the outbox depth, the
-  NATS connection) is read from the live watcher at scrape time by a custom collector
-  bound with `bind(watcher)`, so it can never drift from the watcher's own state and
-  costs nothing between scrapes.
+  NATS connection) is read at scrape time from the service's `Status` value
+  (`watcher.status`), so it can never drift from the watcher's own state and costs
+  nothing between scrapes.
 
 So the watcher doubles as a DTS exporter: `dts_watcher_job_delay_seconds` and
 `dts_watcher_jobs` describe the jobs themselves, from the last complete listing (the
@@ -30,7 +30,6 @@ import math
 from collections import Counter as CounterDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Protocol
 
 import anyio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -40,8 +39,8 @@ from prometheus_client.exposition import choose_encoder
 from watcher import __version__
 from watcher.dts.client import ClientStats
 from watcher.events import Event
-from watcher.publish import PublishStats
 from watcher.snapshot import Snapshot
+from watcher.status import Status
 
 PREFIX = "dts_watcher_"
 DEFAULT_MAX_JOB_SERIES = 1000
@@ -53,46 +52,12 @@ CYCLE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 PUBLISH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-# -- what the collector reads from the live watcher -------------------------------------
-
-
-class _Client(Protocol):
-    @property
-    def stats(self) -> ClientStats: ...
-
-
-class _Publisher(Protocol):
-    @property
-    def stats(self) -> PublishStats: ...
-
-    @property
-    def connected(self) -> bool: ...
-
-
-class _Store(Protocol):
-    def outbox_depth(self) -> int: ...
-
-
-class WatcherView(Protocol):
-    """The parts of `watcher.loop.Watcher` the metrics read (structural, read-only)."""
-
-    @property
-    def client(self) -> _Client: ...
-
-    @property
-    def publisher(self) -> _Publisher: ...
-
-    @property
-    def store(self) -> _Store: ...
-
-    @property
-    def baseline(self) -> Snapshot | None: ...
-
-
 class Metrics:
     """The watcher's metrics: hooks for what happens, a collector for what is."""
 
-    def __init__(self, *, max_job_series: int = DEFAULT_MAX_JOB_SERIES) -> None:
+    def __init__(
+        self, status: Status | None = None, *, max_job_series: int = DEFAULT_MAX_JOB_SERIES
+    ) -> None:
         if max_job_series < 0:
             raise ValueError("max_job_series cannot be negative")
         self.registry = CollectorRegistry(auto_describe=True)
@@ -133,14 +98,14 @@ class Metrics:
             PREFIX + "info", "Always 1; the watcher's version as a label.", ["version"], registry=r
         )
         self.info.labels(version=__version__).set(1)
-        self._live = _LiveCollector(max_job_series)
+        self._live = _LiveCollector(status, max_job_series)
         r.register(self._live)
 
     # -- hooks the service calls ---------------------------------------------------------
 
-    def bind(self, watcher: WatcherView) -> None:
-        """Read the live state of `watcher` at every scrape from now on."""
-        self._live.watcher = watcher
+    @property
+    def status(self) -> Status | None:
+        return self._live.status
 
     def observe_cycle(self, duration_seconds: float, complete: bool, finished_at: datetime) -> None:
         self.cycle_duration.observe(max(0.0, duration_seconds))
@@ -165,9 +130,9 @@ class Metrics:
 
     async def refresh(self) -> None:
         """Read what needs I/O (the outbox depth, from SQLite) in a worker thread."""
-        watcher = self._live.watcher
-        if watcher is not None:
-            self._live.outbox_depth = await anyio.to_thread.run_sync(watcher.store.outbox_depth)
+        status = self._live.status
+        if status is not None:
+            self._live.outbox_depth = await anyio.to_thread.run_sync(status.outbox_depth)
 
     async def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition (body, content type) for an HTTP `Accept` header."""
@@ -177,10 +142,10 @@ class Metrics:
 
 
 class _LiveCollector:
-    """Reads the bound watcher at scrape time (runs in the event loop's thread)."""
+    """Reads the service's status at scrape time (runs in the event loop's thread)."""
 
-    def __init__(self, max_job_series: int) -> None:
-        self.watcher: WatcherView | None = None
+    def __init__(self, status: Status | None, max_job_series: int) -> None:
+        self.status = status
         self.outbox_depth: int | None = None
         self.max_job_series = max_job_series
 
@@ -188,12 +153,12 @@ class _LiveCollector:
         return []  # names vary with the bound watcher; nothing to check up front
 
     def collect(self) -> Iterable[Metric]:
-        watcher = self.watcher
-        if watcher is None:
+        status = self.status
+        if status is None:
             return
-        yield from _client_metrics(watcher.client.stats)
-        yield from _publisher_metrics(watcher.publisher, self.outbox_depth)
-        yield from _job_metrics(watcher.baseline, self.max_job_series)
+        yield from _client_metrics(status.client)
+        yield from _publisher_metrics(status, self.outbox_depth)
+        yield from _job_metrics(status.baseline, self.max_job_series)
 
 
 def _client_metrics(stats: ClientStats) -> Iterable[Metric]:
@@ -221,21 +186,21 @@ def _client_metrics(stats: ClientStats) -> Iterable[Metric]:
         yield family
 
 
-def _publisher_metrics(publisher: _Publisher, outbox_depth: int | None) -> Iterable[Metric]:
+def _publisher_metrics(status: Status, outbox_depth: int | None) -> Iterable[Metric]:
     yield GaugeMetricFamily(
         PREFIX + "nats_connected",
         "1 while the publisher is connected to NATS, else 0.",
-        value=1 if publisher.connected else 0,
+        value=1 if status.nats_connected() else 0,
     )
     yield CounterMetricFamily(
         PREFIX + "events_published",
         "Events acknowledged by JetStream (PubAck) and removed from the outbox.",
-        value=publisher.stats.published,
+        value=status.publishing.published,
     )
     yield CounterMetricFamily(
         PREFIX + "publish_failures",
         "Drains of the outbox that ended with events not acknowledged.",
-        value=publisher.stats.failures,
+        value=status.publishing.failures,
     )
     if outbox_depth is not None:
         yield GaugeMetricFamily(

@@ -31,6 +31,7 @@ import nats.js.errors
 
 from watcher.dts.client import ACTION, DtsClient, DtsError, endpoint_host
 from watcher.dts.credentials import describe, provider_from_settings
+from watcher.errors import why
 from watcher.publish import connect_options
 from watcher.settings import Settings
 
@@ -242,7 +243,7 @@ async def _check_stream(nc: Any, settings: Settings) -> Verdict:
         )
     except Exception as exc:
         return Verdict(
-            "NATS", False, f"connected to {server}, but the stream lookup failed: {_why(exc)}"
+            "NATS", False, f"connected to {server}, but the stream lookup failed: {why(exc)}"
         )
     subjects = list(info.config.subjects or [])
     if not any(subject in subjects for subject in (wanted, ">")):
@@ -284,7 +285,7 @@ def explain_connection(
     if any(isinstance(e, TimeoutError | nats.errors.TimeoutError) for e in meaningful):
         return f"no answer from {where} in time (a firewall in the way?)"
     if meaningful:
-        return explain_network(_why(meaningful[0]), where)
+        return explain_network(why(meaningful[0]), where)
     if fallback:
         return explain_network(fallback, where)
     return f"no server could be reached at {where}"
@@ -305,8 +306,3 @@ def _chain(exc: BaseException) -> list[BaseException]:
             if linked is not None:
                 stack.append(linked)
     return out
-
-
-def _why(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -16,12 +16,19 @@ message as nats-py's `publish_async` keeps, halves the CPU a storm of events cos
 The connection is made lazily and re-made when lost; the stream is created when missing
 (subjects `<prefix>.>`, a duplicate window of at least two minutes) and re-checked after
 any failure, so a NATS restart that lost the stream is repaired on the next drain.
+
+`run()` is the publisher's own loop in the service: drain whenever woken (`wake()`, after
+each commit) or every few seconds, and back off with jitter while NATS refuses, so an
+unreachable NATS never stops the watcher from watching: events wait in the outbox.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +41,7 @@ import orjson
 from nats.aio.client import Client as NatsClient
 from nats.js.api import StorageType, StreamConfig
 
+from watcher.errors import PublishError, why
 from watcher.events import CONTENT_TYPE
 from watcher.faults import crash_point
 from watcher.logs import get_logger
@@ -42,16 +50,16 @@ from watcher.store import OutboxEntry, Store
 
 log = get_logger("watcher.publish")
 
+__all__ = ["PublishError", "PublishStats", "Publisher", "connect_options"]
 
-class PublishError(Exception):
-    """JetStream is unreachable or refused; the outbox keeps everything for later."""
+_IDLE_DRAIN = 5.0  # seconds between drains when nobody wakes the publisher
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.5, 30.0
 
 
 @dataclass
 class PublishStats:
-    published: int = 0
-    failures: int = 0
-    stream_created: int = 0
+    published: int = 0  # events acknowledged and removed from the outbox
+    failures: int = 0  # drains that ended with events not acknowledged
 
 
 def connect_options(settings: NatsSettings) -> dict[str, Any]:
@@ -101,10 +109,20 @@ class _Flight:
 
 
 class Publisher:
-    def __init__(self, settings: NatsSettings, store: Store, *, max_in_flight: int = 1024) -> None:
+    def __init__(
+        self,
+        settings: NatsSettings,
+        store: Store,
+        *,
+        max_in_flight: int = 1024,
+        on_drained: Callable[[int, float], None] | None = None,
+    ) -> None:
+        """`on_drained(count, seconds)`: after each drain that acknowledged events."""
         self.settings = settings
         self.store = store
         self.stats = PublishStats()
+        self.on_drained = on_drained
+        self._wake = anyio.Event()
         self._max_in_flight = max_in_flight
         self._nc: NatsClient | None = None
         self._js: Any = None
@@ -131,10 +149,10 @@ class Publisher:
         self._nc = None
 
         async def on_error(exc: Exception) -> None:
-            why = _why(exc)
-            if why != self._last_error:  # once per distinct error, not once per retry
-                log.warning("nats.error", error=why)
-            self._last_error = why
+            reason = why(exc)
+            if reason != self._last_error:  # once per distinct error, not once per retry
+                log.warning("nats.error", error=reason)
+            self._last_error = reason
 
         async def on_disconnect() -> None:
             if not self._closing:
@@ -163,7 +181,7 @@ class Publisher:
             ) from None
         except Exception as exc:  # nats-py raises a variety of OS and protocol errors
             raise PublishError(
-                f"cannot connect to NATS at {self.settings.display_url}: {_why(exc)}"
+                f"cannot connect to NATS at {self.settings.display_url}: {why(exc)}"
             ) from None
         log.info("nats.connected", server=str(nc.connected_url.netloc if nc.connected_url else ""))
         self._nc = nc
@@ -197,11 +215,10 @@ class Publisher:
             try:
                 await js.add_stream(config)
             except Exception as exc:
-                raise PublishError(f"cannot create stream {name}: {_why(exc)}") from None
-            self.stats.stream_created += 1
+                raise PublishError(f"cannot create stream {name}: {why(exc)}") from None
             log.info("nats.stream_created", stream=name, subjects=subjects)
         except Exception as exc:
-            raise PublishError(f"cannot look up stream {name}: {_why(exc)}") from None
+            raise PublishError(f"cannot look up stream {name}: {why(exc)}") from None
         else:
             have = list(info.config.subjects or [])
             if not any(s in have for s in (*subjects, ">")):
@@ -283,7 +300,7 @@ class Publisher:
         except TimeoutError:
             log.warning("nats.publish_stalled", sent=sent, in_flight=flight.pending)
         except Exception as exc:
-            log.warning("nats.publish_failed", error=_why(exc), sent=sent)
+            log.warning("nats.publish_failed", error=why(exc), sent=sent)
         if flight.pending:
             flight.all_answered.clear()
             with anyio.move_on_after(timeout):
@@ -334,6 +351,46 @@ class Publisher:
         if flight.pending == 0:
             flight.all_answered.set()
 
+    # -- the service's loop ------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New events are in the outbox: drain now, not at the next idle round."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Drain the outbox whenever woken, until cancelled; back off while NATS fails."""
+        backoff = _BACKOFF_FIRST
+        while True:
+            try:
+                await self.timed_drain()
+                backoff = _BACKOFF_FIRST
+            except PublishError as exc:
+                depth = await anyio.to_thread.run_sync(self.store.outbox_depth)
+                log.warning("publish.deferred", reason=str(exc), outbox_depth=depth)
+                await anyio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            with anyio.move_on_after(_IDLE_DRAIN):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+
+    async def timed_drain(self) -> int:
+        """`drain`, reported to `on_drained` when it acknowledged something."""
+        began = time.monotonic()
+        count = await self.drain()
+        if count and self.on_drained is not None:
+            self.on_drained(count, time.monotonic() - began)
+        return count
+
+    async def flush(self, within: float) -> bool:
+        """Drain now, for at most `within` seconds; True if the outbox is empty after."""
+        with anyio.move_on_after(within):
+            try:
+                await self.timed_drain()
+            except PublishError as exc:
+                log.warning("publish.deferred", reason=str(exc))
+        return await anyio.to_thread.run_sync(self.store.outbox_depth) == 0
+
     async def close(self, flush_timeout: float = 5.0) -> None:
         self._closing = True
         if self._nc is not None and not self._nc.is_closed:
@@ -341,13 +398,6 @@ class Publisher:
                 with anyio.fail_after(flush_timeout):
                     await self._nc.drain()
             except Exception as exc:
-                log.debug("nats.close_error", error=_why(exc))
+                log.debug("nats.close_error", error=why(exc))
                 await self._nc.close()
         self._nc = None
-
-
-def _why(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

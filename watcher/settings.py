@@ -4,7 +4,7 @@ Sources, highest priority first: values passed in code, `DTS_WATCHER_*` environm
 variables (nested with `__`, e.g. `DTS_WATCHER_POLL__INTERVAL`), the standard
 `ALIBABA_CLOUD_*` credential variables, a TOML file (`--config FILE` or
 `DTS_WATCHER_CONFIG`), then the defaults below. Names are part of the public contract
-(see DESIGN.md); add knobs, do not rename them.
+(README "Configuration"); add knobs, do not rename them.
 
 Secrets are `SecretStr`: they print as `**********` in reprs, logs and `check-config`.
 """
@@ -34,6 +34,10 @@ from pydantic_settings import (
     SettingsConfigDict,
     SettingsError,
 )
+
+from watcher.errors import ConfigError
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
 
 ENV_PREFIX = "DTS_WATCHER_"
 CONFIG_ENV = "DTS_WATCHER_CONFIG"
@@ -243,6 +247,11 @@ class PollSettings(_Section):
         "as each consistent page arrives (page: sooner when a listing takes seconds; "
         "`removed` still waits for complete listings)",
     )
+    gc_freeze: bool = Field(
+        True,
+        description="after each cycle, collect garbage and freeze what survived (gc.freeze) "
+        "so full collections skip the long-lived baseline; process-wide (watcher/heap.py)",
+    )
 
 
 class StateSettings(_Section):
@@ -402,10 +411,6 @@ _USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*):[^@/
 def redact_url(url: str) -> str:
     """`nats://user:secret@host` -> `nats://user:**********@host`."""
     return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:**********@", url)
-
-
-class ConfigError(Exception):
-    """Invalid configuration; the message names the setting and is safe to print."""
 
 
 def env_name(location: tuple[int | str, ...]) -> str:

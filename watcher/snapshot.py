@@ -44,9 +44,17 @@ KNOWN_STATUSES = (
     MODIFYING,
     FINISHED,
 )
+# A job in one of these has stopped working and needs someone: entering one is critical.
+FAILURE_STATUSES = frozenset({FAILED, PRECHECK_FAILED, INITIALIZE_FAILED})
+
 _STATUS_BY_LOWER = {s.lower(): s for s in KNOWN_STATUSES}
 # Spellings seen in the wild or easy to expect, mapped onto DTS's own.
 _STATUS_BY_LOWER.update({"initializing": INITIALIZING, "suspended": SUSPENDING})
+
+
+def known_status(text: str) -> str | None:
+    """DTS's spelling of a status it documents, whatever the case; None if unknown."""
+    return _STATUS_BY_LOWER.get(text.strip().lower().replace("_", "").replace(" ", ""))
 
 
 def normalize_status(raw: str | None) -> str:
@@ -56,7 +64,7 @@ def normalize_status(raw: str | None) -> str:
     text = raw.strip()
     if not text:
         return "Unknown"
-    return _STATUS_BY_LOWER.get(text.lower().replace("_", "").replace(" ", ""), text)
+    return known_status(text) or text
 
 
 class JobKey(NamedTuple):

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -32,25 +31,19 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from watcher.events import (
-    JOB_KINDS,
-    SEVERITIES,
-    WATCHER_KINDS,
-    parse_envelope,
-    subject_token,
-    summary,
-)
+from watcher.errors import ConfigError, why
+from watcher.events import parse_envelope, subject_token, summary
+from watcher.kinds import JOB_KINDS, KINDS, SEVERITIES
 from watcher.publish import connect_options
 from watcher.settings import Settings
-
-KINDS = (*JOB_KINDS, *WATCHER_KINDS)
+from watcher.signals import stop_on_signal
 
 _RESET = "\x1b[0m"
 _COLOURS = {"info": "\x1b[32m", "warning": "\x1b[33m", "critical": "\x1b[1;31m"}
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
 
-class TailUsageError(ValueError):
+class TailUsageError(ConfigError):
     """A filter combination or a --since value that cannot work; said in one line."""
 
 
@@ -215,7 +208,6 @@ async def tail(
     `ready` is called once the subscription is in place (tests publish after it).
     """
     options = options or TailOptions()
-    out = out or sys.stdout
     subject = options.subject or options.filters.subject(settings.nats.subject_prefix)
     conn = connect_options(settings.nats)
     conn["max_reconnect_attempts"] = 3
@@ -226,68 +218,20 @@ async def tail(
     try:
         nc = await nats.connect(error_cb=quiet, **conn)
     except Exception as exc:
-        print(
-            f"dts-watcher: cannot connect to NATS at {settings.nats.display_url}: "
-            f"{type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
+        _fail(f"cannot connect to NATS at {settings.nats.display_url}: {why(exc)}")
         return 1
-    shown = 0
-    done = anyio.Event()
-
-    async def show(msg: Msg) -> None:
-        nonlocal shown
-        if done.is_set():
-            return
-        line = render(msg.data, msg.subject, options)
-        if line is None:
-            return
-        try:
-            print(line, file=out, flush=True)
-        except BrokenPipeError:  # `dts-watcher tail | head`: the reader is gone
-            done.set()
-            return
-        shown += 1
-        if options.count is not None and shown >= options.count:
-            done.set()
-
+    printer = _Printer(options, out or sys.stdout)
     try:
-        if options.since is not None:
-            config = ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=options.since
-            )
-            try:
-                await nc.jetstream().subscribe(
-                    subject,
-                    stream=settings.nats.stream,
-                    cb=show,
-                    ordered_consumer=True,
-                    config=config,
-                )
-            except nats.js.errors.NotFoundError:
-                print(
-                    f"dts-watcher: stream {settings.nats.stream} not found at "
-                    f"{settings.nats.display_url}: nothing to replay (has the watcher run?)",
-                    file=sys.stderr,
-                )
-                return 1
-            except Exception as exc:
-                print(
-                    f"dts-watcher: cannot replay from stream {settings.nats.stream}: "
-                    f"{type(exc).__name__}: {exc}",
-                    file=sys.stderr,
-                )
-                return 1
-        else:
-            await nc.subscribe(subject, cb=show)
+        if not await _subscribe(nc, subject, settings, options, printer.show):
+            return 1
         await nc.flush()
         if ready is not None:
             ready()
         async with anyio.create_task_group() as tg:
             if handle_signals:
-                tg.start_soon(_stop_on_signal, done)
+                tg.start_soon(stop_on_signal, printer.done)
             with anyio.move_on_after(options.wait if options.wait is not None else float("inf")):
-                await done.wait()
+                await printer.done.wait()
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
@@ -295,8 +239,61 @@ async def tail(
     return 0
 
 
-async def _stop_on_signal(done: anyio.Event) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            done.set()
+class _Printer:
+    """Prints what the filters let through, and says when `count` lines were printed."""
+
+    def __init__(self, options: TailOptions, out: TextIO) -> None:
+        self.options = options
+        self.out = out
+        self.shown = 0
+        self.done = anyio.Event()
+
+    async def show(self, msg: Msg) -> None:
+        if self.done.is_set():
             return
+        line = render(msg.data, msg.subject, self.options)
+        if line is None:
+            return
+        try:
+            print(line, file=self.out, flush=True)
+        except BrokenPipeError:  # `dts-watcher tail | head`: the reader is gone
+            self.done.set()
+            return
+        self.shown += 1
+        if self.options.count is not None and self.shown >= self.options.count:
+            self.done.set()
+
+
+async def _subscribe(
+    nc: Any,
+    subject: str,
+    settings: Settings,
+    options: TailOptions,
+    show: Callable[[Msg], Awaitable[None]],
+) -> bool:
+    """Live (a core subscription) or, with `--since`, a replay first; False on failure."""
+    if options.since is None:
+        await nc.subscribe(subject, cb=show)
+        return True
+    stream = settings.nats.stream
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=options.since
+    )
+    try:
+        await nc.jetstream().subscribe(
+            subject, stream=stream, cb=show, ordered_consumer=True, config=config
+        )
+    except nats.js.errors.NotFoundError:
+        _fail(
+            f"stream {stream} not found at {settings.nats.display_url}: nothing to replay "
+            "(has the watcher run?)"
+        )
+        return False
+    except Exception as exc:
+        _fail(f"cannot replay from stream {stream}: {why(exc)}")
+        return False
+    return True
+
+
+def _fail(message: str) -> None:
+    print(f"dts-watcher: {message}", file=sys.stderr)

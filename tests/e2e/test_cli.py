@@ -11,6 +11,8 @@ import json
 import re
 import signal
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,7 +25,9 @@ import jsonschema
 import nats
 import pytest
 
-from tests.e2e.support import (
+from dts_sim import ScenarioState, load_scenario
+from dts_sim.natsserver import NatsServer, free_port
+from tests.support.cli import (
     DEADLINE,
     CliProcess,
     cli_env,
@@ -32,8 +36,6 @@ from tests.e2e.support import (
     run_cli,
 )
 from watcher.events import JOB_KINDS, Event
-from watcher.natsserver import NatsServer, free_port
-from watcher.simulator import ScenarioState, load_scenario
 
 pytestmark = pytest.mark.e2e
 
@@ -427,6 +429,27 @@ def demo_process(
     args = ("demo", "--duration", "20", "--step", "1")
     with CliProcess(*args, env=cli_env(), cwd=folder) as demo:
         yield demo
+
+
+@pytest.mark.parametrize("command", ["demo", "simulate"])
+def test_without_the_simulator_the_command_says_how_to_get_it(command: str, tmp_path: Path) -> None:
+    """A runtime install has no `dts_sim`: one line saying which extra to install."""
+    hide = "import sys, runpy; sys.modules['dts_sim'] = None; sys.argv[1:] = sys.argv[2:]; "
+    run = "runpy.run_module('watcher', run_name='__main__')"
+    done = subprocess.run(
+        [sys.executable, "-c", hide + run, "--", command],
+        env=cli_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"dts-watcher: {command} needs the simulator, which is not installed: "
+        "pip install 'dts-watcher[sim]' (in a clone of the repository: python3 dev.py demo)"
+    ]
 
 
 def test_demo_shows_every_kind_of_event_and_leaves_nothing_behind(

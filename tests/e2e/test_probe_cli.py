@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import run_cli, watcher_env
-from watcher.natsserver import NatsServer, free_port
-from watcher.simulator import Simulator
+from dts_sim import Simulator
+from dts_sim.natsserver import NatsServer, free_port
+from tests.support.cli import run_cli, watcher_env
 
 pytestmark = pytest.mark.e2e
 

@@ -19,10 +19,10 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from tests.e2e.support import CliProcess, eventually, json_lines, run_cli, watcher_env
-from tests.helpers import read_stream
-from watcher.natsserver import NatsServer
-from watcher.simulator import Simulator
+from dts_sim import Simulator
+from dts_sim.natsserver import NatsServer
+from tests.support.cli import CliProcess, eventually, json_lines, run_cli, watcher_env
+from tests.support.watcher import read_stream
 
 pytestmark = pytest.mark.e2e
 

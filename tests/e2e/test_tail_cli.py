@@ -9,9 +9,9 @@ from typing import Any
 import nats
 import pytest
 
-from tests.e2e.support import cli_env, run_cli
+from dts_sim.natsserver import NatsServer
+from tests.support.cli import cli_env, run_cli
 from watcher.events import Event
-from watcher.natsserver import NatsServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

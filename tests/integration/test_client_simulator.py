@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from dts_sim import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Simulator
 from watcher.dts.client import DtsClient
 from watcher.dts.credentials import Credentials, StaticProvider
 from watcher.settings import DtsSettings
-from watcher.simulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Simulator
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

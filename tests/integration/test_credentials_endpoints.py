@@ -28,6 +28,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from dts_sim import Simulator
+from tests.support.clock import Clock
 from watcher.cli import main
 from watcher.dts.client import DtsClient
 from watcher.dts.credentials import (
@@ -36,9 +38,8 @@ from watcher.dts.credentials import (
     describe,
     provider_from_settings,
 )
-from watcher.loop import open_watcher
+from watcher.service import open_watcher
 from watcher.settings import Settings, load_settings
-from watcher.simulator import Simulator
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -59,17 +60,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-
-
-class Clock:
-    def __init__(self, at: datetime = T0) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
 
 
 # -- a tiny real HTTP server -------------------------------------------------------------
@@ -229,7 +219,7 @@ def session_headers(server: FakeServer) -> list[tuple[str, str, str | None]]:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 async def test_imdsv2_token_flow(clock: Clock) -> None:

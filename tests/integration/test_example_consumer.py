@@ -11,11 +11,11 @@ from typing import Any
 import nats
 import pytest
 
+from dts_sim import Simulator
+from dts_sim.natsserver import NatsServer
 from examples.remediation_consumer import Remediator, consume
-from tests.helpers import make_settings
-from watcher.loop import open_watcher
-from watcher.natsserver import NatsServer
-from watcher.simulator import Simulator
+from tests.support.watcher import make_settings
+from watcher.service import open_watcher
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

@@ -11,8 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections import defaultdict
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,39 +18,20 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import make_settings, read_stream
+from dts_sim import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Simulator
+from dts_sim.natsserver import NatsServer
+from tests.support.watcher import (
+    assert_no_duplicates,
+    job_events,
+    make_settings,
+    read_stream,
+    wait_until,
+)
 from watcher.faults import ENV as CRASH_ENV
-from watcher.loop import open_watcher
-from watcher.natsserver import NatsServer
-from watcher.simulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Simulator
+from watcher.service import open_watcher
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 REGIONS = ["cn-hangzhou", "cn-shanghai"]
-
-
-async def wait_until(condition: Callable[[], bool], deadline: float = 30.0) -> None:
-    """Poll a condition on the watcher's own counters (there is no event to wait on)."""
-    with anyio.fail_after(deadline):
-        while not condition():  # noqa: ASYNC110
-            await anyio.sleep(0.05)
-
-
-def job_events(stream: list[dict[str, Any]]) -> dict[str, list[tuple[str, ...]]]:
-    """Per job (id/direction): the (kind, status-or-level) sequence a consumer saw."""
-    out: dict[str, list[tuple[str, ...]]] = defaultdict(list)
-    for event in stream:
-        if not event["type"].startswith("dts.job."):
-            continue
-        data = event["data"]
-        kind = event["type"].rsplit(".", 1)[1]
-        detail = data["level"] if kind == "delay_threshold_crossed" else data["status"]
-        out[f"{data['job_id']}/{data['direction']}"].append((kind, detail))
-    return dict(out)
-
-
-def assert_no_duplicates(stream: list[dict[str, Any]]) -> None:
-    ids = [e["id"] for e in stream]
-    assert len(ids) == len(set(ids)), "an event reached the stream twice"
 
 
 def populate(sim: Simulator) -> None:
@@ -76,9 +55,9 @@ async def test_nats_down_before_and_during_cycles_loses_nothing(
         async with open_watcher(settings) as watcher, anyio.create_task_group() as tg:
             stop = anyio.Event()
             tg.start_soon(lambda: watcher.run(stop, handle_signals=False))
-            await wait_until(lambda: watcher.counters.cycles >= 2)
+            await wait_until(lambda: watcher.status.cycles >= 2)
             simulator.set_job("j1", status="Failed", error_message="boom")
-            await wait_until(lambda: watcher.counters.events.get("dts.job.status_changed", 0) >= 1)
+            await wait_until(lambda: watcher.status.events.get("dts.job.status_changed", 0) >= 1)
             assert watcher.store.outbox_depth() >= 4  # started, 2 discovered, status_changed
             server.start()  # NATS comes back: the outbox drains
             await wait_until(lambda: watcher.store.outbox_depth() == 0)
@@ -87,10 +66,10 @@ async def test_nats_down_before_and_during_cycles_loses_nothing(
             simulator.set_job("j1", status="Synchronizing", error_message="")
             simulator.set_job("j2", delay=500)
             await wait_until(
-                lambda: watcher.counters.events.get("dts.job.delay_threshold_crossed", 0) >= 1
+                lambda: watcher.status.events.get("dts.job.delay_threshold_crossed", 0) >= 1
             )
-            cycles = watcher.counters.cycles
-            await wait_until(lambda: watcher.counters.cycles >= cycles + 2)  # still polling
+            cycles = watcher.status.cycles
+            await wait_until(lambda: watcher.status.cycles >= cycles + 2)  # still polling
             assert watcher.store.outbox_depth() >= 2
             server.start()
             await wait_until(lambda: watcher.store.outbox_depth() == 0)
@@ -123,16 +102,15 @@ async def test_a_nats_restart_that_lost_the_stream_is_repaired(
     async with open_watcher(settings) as watcher, anyio.create_task_group() as tg:
         stop = anyio.Event()
         tg.start_soon(lambda: watcher.run(stop, handle_signals=False))
-        await wait_until(lambda: watcher.counters.cycles >= 1 and watcher.store.outbox_depth() == 0)
+        await wait_until(lambda: watcher.status.cycles >= 1 and watcher.store.outbox_depth() == 0)
         nats_server.stop()
         nats_server.wipe()  # no persistence: the stream is gone
         nats_server.start()
         simulator.set_job("j2", status="Failed", error_message="gone")
-        await wait_until(lambda: watcher.counters.events.get("dts.job.status_changed", 0) >= 1)
+        await wait_until(lambda: watcher.status.events.get("dts.job.status_changed", 0) >= 1)
         await wait_until(lambda: watcher.store.outbox_depth() == 0)
         stop.set()
     stream = await read_stream(nats_server.url)
-    assert watcher.publisher.stats.stream_created == 2
     assert job_events(stream) == {"j2/Forward": [("status_changed", "Failed")]}
 
 

@@ -12,13 +12,12 @@ import anyio
 import httpx
 import pytest
 
-from tests.e2e.support import eventually
-from tests.helpers import make_settings
+from dts_sim import Simulator
+from dts_sim.natsserver import NatsServer
+from tests.support.cli import eventually
+from tests.support.watcher import make_settings
 from watcher.http import serve_http
-from watcher.loop import open_watcher
-from watcher.metrics import Metrics
-from watcher.natsserver import NatsServer
-from watcher.simulator import Simulator
+from watcher.service import open_watcher
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -28,14 +27,12 @@ async def test_readyz_flips_with_a_complete_cycle_and_the_nats_connection(
 ) -> None:
     simulator.add_job({"id": "j1", "region": "cn-hangzhou"})
     settings = make_settings(tmp_path, nats_server.url, simulator.url, ["cn-hangzhou"])
-    metrics = Metrics()
     async with (
         open_watcher(settings) as watcher,
         anyio.create_task_group() as tg,
         httpx.AsyncClient() as http,
     ):
-        metrics.bind(watcher)
-        port = await tg.start(serve_http, watcher, metrics, "127.0.0.1", 0)
+        port = await tg.start(serve_http, watcher.status, watcher.metrics, "127.0.0.1", 0)
         base = f"http://127.0.0.1:{port}"
 
         async def readyz() -> httpx.Response:

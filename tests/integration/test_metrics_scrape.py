@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -17,12 +16,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import make_settings
+from dts_sim import Simulator
+from dts_sim.natsserver import NatsServer
+from tests.support.watcher import make_settings
 from watcher.http import serve_http
-from watcher.loop import CycleResult, Watcher, open_watcher
 from watcher.metrics import Metrics
-from watcher.natsserver import NatsServer
-from watcher.simulator import Simulator
+from watcher.service import CycleResult, Watcher, open_watcher
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -52,17 +51,12 @@ class Harness:
         self.url = url
 
     async def cycle(self) -> CycleResult:
-        """One cycle with the hooks the loop calls around it."""
-        result = await self.watcher.cycle()
-        self.metrics.observe_cycle(result.duration, result.complete, datetime.now(UTC))
-        self.metrics.observe_events(result.events)
-        return result
+        """One cycle, as the service runs it (it reports to the watcher's metrics)."""
+        return await self.watcher.cycle()
 
     async def drain(self) -> int:
-        began = time.monotonic()
-        count = await self.watcher.publisher.drain()
-        self.metrics.observe_publish(count, time.monotonic() - began)
-        return count
+        """One drain, as the publisher's loop runs it (timed for the metrics)."""
+        return await self.watcher.publisher.timed_drain()
 
     async def scrape(self) -> Samples:
         async with httpx.AsyncClient() as http:
@@ -83,11 +77,9 @@ async def harness(
         ["cn-hangzhou", "cn-shanghai"],
         dts={"page_size": 10},
     )
-    metrics = Metrics()
     async with open_watcher(settings) as watcher, anyio.create_task_group() as tg:
-        metrics.bind(watcher)
-        port = await tg.start(serve_http, watcher, metrics, "127.0.0.1", 0)
-        yield Harness(watcher, metrics, f"http://127.0.0.1:{port}")
+        port = await tg.start(serve_http, watcher.status, watcher.metrics, "127.0.0.1", 0)
+        yield Harness(watcher, watcher.metrics, f"http://127.0.0.1:{port}")
         tg.cancel_scope.cancel()
 
 

@@ -13,10 +13,10 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.helpers import make_settings, read_stream
-from watcher.loop import open_watcher
-from watcher.natsserver import NatsServer
-from watcher.simulator import Simulator
+from dts_sim import Simulator
+from dts_sim.natsserver import NatsServer
+from tests.support.watcher import make_settings, read_stream
+from watcher.service import open_watcher
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 HZ = "cn-hangzhou"
@@ -47,7 +47,7 @@ async def test_an_event_reaches_subscribers_while_the_listing_is_still_read(
 
     await nats_client.subscribe("dts.job.cn-hangzhou.hz00.status_changed", cb=on_message)
     async with open_watcher(settings) as watcher, anyio.create_task_group() as tg:
-        tg.start_soon(watcher._publish_forever)
+        tg.start_soon(watcher.publisher.run)
         assert (await watcher.cycle()).complete
         simulator.set_job("hz00", status="Failed", error_message="boom")
         # Page 2 answers only after a while: page 1's event must not wait for it.

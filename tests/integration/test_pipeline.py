@@ -14,11 +14,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.helpers import make_settings, read_stream
+from dts_sim import Simulator
+from dts_sim.natsserver import NatsServer
+from tests.support.watcher import make_settings, read_stream
 from watcher.events import json_schema
-from watcher.loop import open_watcher
-from watcher.natsserver import NatsServer
-from watcher.simulator import Simulator
+from watcher.service import open_watcher
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

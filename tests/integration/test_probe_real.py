@@ -12,11 +12,11 @@ from typing import Any
 import nats
 import pytest
 
-from tests.helpers import make_settings
-from watcher.natsserver import NatsServer, free_port
+from dts_sim import Simulator
+from dts_sim.natsserver import NatsServer, free_port
+from tests.support.watcher import make_settings
 from watcher.probe import Verdict, probe
 from watcher.settings import Settings
-from watcher.simulator import Simulator
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

@@ -8,10 +8,10 @@ import anyio
 import httpx
 import pytest
 
-from tests.helpers import make_settings
-from watcher.loop import open_watcher
-from watcher.natsserver import NatsServer, free_port
-from watcher.simulator import Simulator
+from dts_sim import Simulator
+from dts_sim.natsserver import NatsServer, free_port
+from tests.support.watcher import make_settings
+from watcher.service import open_watcher
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

@@ -23,8 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from watcher.dts.signing import authorization, sign_request
-from watcher.simulator import (
+from dts_sim import (
     DEFAULT_ACCESS_KEY_ID,
     DEFAULT_ACCESS_KEY_SECRET,
     Fault,
@@ -32,6 +31,8 @@ from watcher.simulator import (
     load_scenario,
     parse_scenario,
 )
+from tests.support.clock import Clock
+from watcher.dts.signing import authorization, sign_request
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +42,6 @@ UPPER_UUID = re.compile(r"^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Clock:
-    """A settable clock for the simulator's x-acs-date and nonce checks."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -115,7 +106,7 @@ class Api:
             access_key_id=key_id,
             access_key_secret=secret,
             security_token=token,
-            now=now or self.clock.now,
+            now=now or self.clock.at,
             nonce=nonce or uuid.uuid4().hex,
             version=version,
         )
@@ -191,6 +182,34 @@ def test_pages_of_a_65_job_region(
     assert len(ids) == len(set(ids)) == 65
     assert ids[:2] == ["dtsmphz001", "dtsmphz002"]  # creation order, stable
     assert ids == [job["SynchronizationJobId"] for job in api.list_all("cn-hangzhou", size=10)]
+
+
+def test_the_benchmarks_page_cache_serves_the_same_bytes(
+    start: Callable[..., Simulator], api_for: Callable[[Simulator], Api]
+) -> None:
+    from benchmarks.simcache import CachedPages
+
+    plain, cached = api_for(start("multipage")), api_for(start("multipage", pages=CachedPages()))
+
+    def bodies(api: Api) -> list[bytes]:
+        out = []
+        for region in api.sim.regions():
+            for page in (1, 2, 3):
+                response = api.call({"RegionId": region, "PageNum": str(page)})
+                assert response.status_code == 200, response.text
+                request_id = response.headers["x-acs-request-id"].encode()
+                out.append(response.content.replace(request_id, b"<request id>"))
+        return out
+
+    for change in range(4):
+        assert bodies(cached) == bodies(plain)
+        if change < 2:
+            plain.sim.advance()
+            cached.sim.advance()
+        else:
+            for sim in (plain.sim, cached.sim):
+                sim.set_job("dtsmphz010", delay=change)
+                sim.inject(Fault(kind="drift", action="add", region="cn-hangzhou"))
 
 
 def test_other_regions_and_defaults(
@@ -324,7 +343,7 @@ def test_query_changed_after_signing(
         access_key_id=DEFAULT_ACCESS_KEY_ID,
         access_key_secret=DEFAULT_ACCESS_KEY_SECRET,
         security_token=None,
-        now=clock.now,
+        now=clock.at,
         nonce="n-1",
     )
     tampered = signed.url.replace("cn-hangzhou", "cn-shanghai")
@@ -371,7 +390,7 @@ def test_nonce_is_single_use_for_fifteen_minutes(
     api = api_for(start("demo"))
     assert api.call(nonce="same-nonce").status_code == 200
     assert_error(api.call(nonce="same-nonce"), 400, "SignatureNonceUsed")
-    clock.now += timedelta(minutes=16)
+    clock.at += timedelta(minutes=16)
     assert api.call(nonce="same-nonce").status_code == 200
 
 
@@ -394,7 +413,7 @@ def test_timestamp_window(
     ok: bool,
 ) -> None:
     api = api_for(start("demo"))
-    response = api.call(now=clock.now + timedelta(minutes=offset_minutes))
+    response = api.call(now=clock.at + timedelta(minutes=offset_minutes))
     if ok:
         assert response.status_code == 200
     else:
@@ -943,7 +962,7 @@ async def test_async_context_manager(clock: Clock) -> None:
             access_key_id=DEFAULT_ACCESS_KEY_ID,
             access_key_secret=DEFAULT_ACCESS_KEY_SECRET,
             security_token=None,
-            now=clock.now,
+            now=clock.at,
             nonce="async-nonce",
         )
         response = await client.get(signed.url, headers=signed.headers)
@@ -960,9 +979,7 @@ def test_auto_advance(clock: Clock) -> None:
 
 def test_serve_prints_how_to_connect_and_stops_on_sigint(client: httpx.Client) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    code = (
-        "from watcher.simulator import serve; raise SystemExit(serve('multipage', auto_advance=0))"
-    )
+    code = "from dts_sim.runner import serve; raise SystemExit(serve('multipage', auto_advance=0))"
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,

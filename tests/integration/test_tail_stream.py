@@ -12,10 +12,10 @@ import anyio
 import nats
 import pytest
 
-from tests.e2e.support import eventually
-from tests.helpers import make_settings
+from dts_sim.natsserver import NatsServer
+from tests.support.cli import eventually
+from tests.support.watcher import make_settings
 from watcher.events import Event
-from watcher.natsserver import NatsServer
 from watcher.tail import Filters, TailOptions, tail
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]

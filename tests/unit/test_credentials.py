@@ -23,6 +23,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from tests.support.clock import Clock
 from watcher.dts.credentials import (
     METADATA_TIMEOUT,
     NOTHING_FOUND,
@@ -72,17 +73,6 @@ def logs() -> Iterator[io.StringIO]:
     logging.getLogger().handlers.clear()
 
 
-class Clock:
-    def __init__(self, at: datetime = T0) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
-
-
 class ScriptedSource:
     """A CredentialsSource whose n-th fetch returns key n, valid `lifetime` from now."""
 
@@ -124,7 +114,7 @@ class ScriptedSource:
     ],
 )
 async def test_get_renews_before_expiry(lifetime: timedelta, renew_after: timedelta) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     source = ScriptedSource(clock, lifetime)
     provider = Refreshing(source, now=clock)
 
@@ -139,7 +129,7 @@ async def test_get_renews_before_expiry(lifetime: timedelta, renew_after: timede
 
 
 async def test_get_is_a_cache_read_while_fresh() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     source = ScriptedSource(clock)
     provider = Refreshing(source, now=clock)
     keys = {(await provider.get()).access_key_id for _ in range(100)}
@@ -147,7 +137,7 @@ async def test_get_is_a_cache_read_while_fresh() -> None:
 
 
 async def test_keys_without_expiration_are_renewed_only_by_refresh() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     source = ScriptedSource(clock, lifetime=None)
     provider = Refreshing(source, now=clock)
     await provider.get()
@@ -158,7 +148,7 @@ async def test_keys_without_expiration_are_renewed_only_by_refresh() -> None:
 
 
 async def test_refresh_fetches_even_when_the_key_looks_fresh() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     source = ScriptedSource(clock)
     provider = Refreshing(source, now=clock)
     await provider.get()
@@ -167,7 +157,7 @@ async def test_refresh_fetches_even_when_the_key_looks_fresh() -> None:
 
 
 async def test_concurrent_gets_share_one_renewal() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     source = ScriptedSource(clock)
     provider = Refreshing(source, now=clock)
     await provider.get()
@@ -189,7 +179,7 @@ async def test_concurrent_gets_share_one_renewal() -> None:
 
 
 async def test_concurrent_first_gets_fetch_once() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     source = ScriptedSource(clock)
     source.gate = anyio.Event()
     provider = Refreshing(source, now=clock)
@@ -209,7 +199,7 @@ async def test_concurrent_first_gets_fetch_once() -> None:
 
 async def test_concurrent_refreshes_share_one_fetch() -> None:
     """Several pages told InvalidSecurityToken.Expired at once renew the key once."""
-    clock = Clock()
+    clock = Clock(T0)
     source = ScriptedSource(clock)
     provider = Refreshing(source, now=clock)
     await provider.get()
@@ -231,7 +221,7 @@ async def test_concurrent_refreshes_share_one_fetch() -> None:
 async def test_a_failed_renewal_keeps_a_valid_key_warns_and_retries_later(
     logs: io.StringIO,
 ) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     source = ScriptedSource(clock)
     provider = Refreshing(source, now=clock, retry_after=timedelta(seconds=30))
     first = await provider.get()
@@ -258,7 +248,7 @@ async def test_a_failed_renewal_keeps_a_valid_key_warns_and_retries_later(
 
 
 async def test_a_failed_renewal_after_expiry_raises() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     source = ScriptedSource(clock)
     provider = Refreshing(source, now=clock)
     await provider.get()
@@ -269,7 +259,7 @@ async def test_a_failed_renewal_after_expiry_raises() -> None:
 
 
 async def test_a_failed_first_fetch_raises() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     source = ScriptedSource(clock)
     source.fail = CredentialsError("STS said no")
     with pytest.raises(CredentialsError, match="STS said no"):
@@ -277,7 +267,7 @@ async def test_a_failed_first_fetch_raises() -> None:
 
 
 async def test_an_unexpected_error_becomes_a_credentials_error_without_its_text() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     source = ScriptedSource(clock)
     source.fail = RuntimeError(f"something with {SECRET} inside")
     with pytest.raises(CredentialsError) as caught:
@@ -286,7 +276,7 @@ async def test_an_unexpected_error_becomes_a_credentials_error_without_its_text(
 
 
 async def test_credentials_already_expired_when_issued_are_refused() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     source = ScriptedSource(clock, lifetime=timedelta(seconds=-5))
     with pytest.raises(CredentialsError, match="clock"):
         await Refreshing(source, now=clock).get()
@@ -898,7 +888,7 @@ def test_the_chosen_source_is_logged_by_name(
 async def test_secrets_never_reach_logs_reprs_or_errors(tmp_path: Path, logs: io.StringIO) -> None:
     """Every path that talks about credentials, with every secret in play."""
     seen: list[str] = []
-    clock = Clock()
+    clock = Clock(T0)
 
     # ECS: the session token and the issued key, renewed, then a failed renewal kept.
     fake = FakeMetadata()

@@ -21,17 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from watcher import kinds
 from watcher.detect import Detection, JobMemory, Memory, PageByPage, Rules, detect
-from watcher.events import (
-    DELAY_THRESHOLD_CROSSED,
-    DISCOVERED,
-    INIT_FAILED,
-    PRECHECK_FAILED,
-    REMOVED,
-    SEVERITIES,
-    STATUS_CHANGED,
-    Event,
-)
+from watcher.events import SEVERITIES, Event
+from watcher.rules import decode_memory
 from watcher.snapshot import (
     FAILED,
     FINISHED,
@@ -53,6 +46,12 @@ from watcher.snapshot import (
 )
 from watcher.snapshot import PRECHECK_FAILED as PRECHECK_FAILED_STATUS
 
+DISCOVERED = kinds.DISCOVERED.name
+REMOVED = kinds.REMOVED.name
+STATUS_CHANGED = kinds.STATUS_CHANGED.name
+DELAY_THRESHOLD_CROSSED = kinds.DELAY_THRESHOLD_CROSSED.name
+PRECHECK_FAILED = kinds.PRECHECK_FAILED.name
+INIT_FAILED = kinds.INIT_FAILED.name
 HZ = "cn-hangzhou"
 SH = "cn-shanghai"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -338,7 +337,7 @@ def test_status_sequences(steps: list[tuple[JobState, list[tuple[Any, ...]]]]) -
 
 # -------------------------------------------------------------- delay_threshold_crossed
 
-THREE_LEVELS = Rules.from_thresholds({"stalled": 600, "slow": 30, "lagging": 120})
+THREE_LEVELS = Rules.of(delay_thresholds={"stalled": 600, "slow": 30, "lagging": 120})
 
 DELAY_SEQUENCES = [
     pytest.param(
@@ -429,7 +428,7 @@ DELAY_SEQUENCES = [
         id="down-from-critical-into-the-warning-hysteresis-band",
     ),
     pytest.param(
-        Rules(delay_hysteresis=0.0),
+        Rules.of(delay_hysteresis=0.0),
         [
             (sync(0), []),
             (sync(60), [crossed("ok", "warning", 60, 60, "warning")]),
@@ -438,7 +437,7 @@ DELAY_SEQUENCES = [
         id="no-hysteresis",
     ),
     pytest.param(
-        Rules(delay_hysteresis=0.5),
+        Rules.of(delay_hysteresis=0.5),
         [
             (sync(0), []),
             (sync(60), [crossed("ok", "warning", 60, 60, "warning")]),
@@ -464,7 +463,7 @@ DELAY_SEQUENCES = [
         id="three-custom-levels",
     ),
     pytest.param(
-        Rules.from_thresholds({"late": 10}),
+        Rules.of(delay_thresholds={"late": 10}),
         [
             (sync(0), []),
             (sync(10), [crossed("ok", "late", 10, 10, "critical")]),
@@ -473,7 +472,7 @@ DELAY_SEQUENCES = [
         id="single-custom-level-is-the-critical-one",
     ),
     pytest.param(
-        Rules(delay_for_cycles=3),
+        Rules.of(delay_for_cycles=3),
         [
             (sync(100), []),  # first sight counts as the first cycle
             (sync(100), []),
@@ -484,7 +483,7 @@ DELAY_SEQUENCES = [
         id="for-3-cycles-enters-on-the-third",
     ),
     pytest.param(
-        Rules(delay_for_cycles=3),
+        Rules.of(delay_for_cycles=3),
         [
             (sync(0), []),
             (sync(100), []),
@@ -497,7 +496,7 @@ DELAY_SEQUENCES = [
         id="for-3-cycles-a-dip-resets-the-count",
     ),
     pytest.param(
-        Rules(delay_for_cycles=3),
+        Rules.of(delay_for_cycles=3),
         [
             (sync(0), []),
             (sync(400), []),
@@ -507,7 +506,7 @@ DELAY_SEQUENCES = [
         id="for-3-cycles-jump-to-critical-one-event",
     ),
     pytest.param(
-        Rules(delay_for_cycles=3),
+        Rules.of(delay_for_cycles=3),
         [
             (sync(400), []),
             (sync(400), []),
@@ -519,7 +518,7 @@ DELAY_SEQUENCES = [
         id="for-3-cycles-stepping-down-is-immediate",
     ),
     pytest.param(
-        Rules(delay_for_cycles=3),
+        Rules.of(delay_for_cycles=3),
         [
             (sync(0), []),
             (sync(100), []),
@@ -531,7 +530,7 @@ DELAY_SEQUENCES = [
         id="for-3-cycles-each-level-counts-its-own-streak",
     ),
     pytest.param(
-        Rules(delay_for_cycles=2),
+        Rules.of(delay_for_cycles=2),
         [
             (sync(0), []),
             (sync(100), []),
@@ -836,7 +835,7 @@ PRESENCE_SEQUENCES = [
         id="removed-after-2",
     ),
     pytest.param(
-        Rules(removed_after=1),
+        Rules.of(removed_after=1),
         [
             (snap(A, B), [found("dtsA"), found("dtsB")]),
             (snap(A), [gone("dtsB")]),
@@ -845,7 +844,7 @@ PRESENCE_SEQUENCES = [
         id="removed-after-1",
     ),
     pytest.param(
-        Rules(removed_after=3),
+        Rules.of(removed_after=3),
         [
             (snap(A, B), [found("dtsA"), found("dtsB")]),
             (snap(A), []),
@@ -889,7 +888,7 @@ PRESENCE_SEQUENCES = [
         id="incomplete-never-removes-then-complete-listings-count",
     ),
     pytest.param(
-        Rules(removed_after=1),
+        Rules.of(removed_after=1),
         [
             (snap(A, B), [found("dtsA"), found("dtsB")]),
             (partial(), []),
@@ -939,7 +938,7 @@ PRESENCE_SEQUENCES = [
         id="incomplete-region-keeps-memory",
     ),
     pytest.param(
-        Rules(removed_after=1),
+        Rules.of(removed_after=1),
         [
             (snap(A, C, complete=BOTH), [found("dtsA"), found("dtsC")]),
             (snap(complete=(HZ,), incomplete=(SH,)), [gone("dtsA")]),  # SH proves nothing
@@ -986,7 +985,7 @@ def test_discovered_carries_the_whole_job_and_removed_the_last_known_one() -> No
 def test_incomplete_region_baseline_carries_last_known_state_and_memory() -> None:
     a_warn = sync(100, job_id="dtsA")
     first = detect(None, snap(a_warn, B), Memory(), DEFAULT, T0)
-    assert first.memory.jobs[a_warn.key].delay_level == "warning"
+    assert first.memory.jobs[a_warn.key].to_dict()["delay_level"] == "warning"
     # The partial read saw A with another state and did not see B at all.
     second = detect(
         first.baseline, partial(job(FAILED, 0, job_id="dtsA")), first.memory, DEFAULT, T0 + POLL
@@ -994,7 +993,7 @@ def test_incomplete_region_baseline_carries_last_known_state_and_memory() -> Non
     assert second.events == []
     assert dict(second.baseline.jobs) == {a_warn.key: a_warn, B.key: B}
     assert second.memory.jobs[a_warn.key] == first.memory.jobs[a_warn.key]
-    assert second.memory.jobs.get(B.key, JobMemory()).absent == 0
+    assert second.memory.jobs.get(B.key, JobMemory()).to_dict().get("absent", 0) == 0
 
 
 def test_region_dropped_forgets_jobs_and_their_memory() -> None:
@@ -1042,14 +1041,14 @@ FIRST_SIGHT = [
 def test_first_sight(first: JobState, expected: list[tuple[Any, ...]], announce: bool) -> None:
     """announce_existing on: existing conditions are told; off: only `discovered`, and the
     same conditions are not announced on the following cycles either."""
-    rules = Rules(announce_existing=announce)
+    rules = Rules.of(announce_existing=announce)
     detections = run([snap(first), snap(first), snap(first)], rules)
     first_cycle = [view(e) for e in detections[0].events]
     assert same(first_cycle, [FOUND, *(expected if announce else [])]), first_cycle
     assert detections[1].events == [] and detections[2].events == []
 
 
-QUIET_START = Rules(announce_existing=False)
+QUIET_START = Rules.of(announce_existing=False)
 
 QUIET_SEQUENCES = [
     pytest.param(
@@ -1200,10 +1199,10 @@ def test_event_ids_distinct_when_both_init_stages_fail_in_one_cycle() -> None:
 
 
 def test_memory_and_baseline_feed_the_next_cycle() -> None:
-    detections = run([snap(A, B), snap(A), snap(A)], Rules(delay_for_cycles=2))
+    detections = run([snap(A, B), snap(A), snap(A)], Rules.of(delay_for_cycles=2))
     assert [d.memory.cycle for d in detections] == [1, 2, 3]
     assert dict(detections[0].baseline.jobs) == {A.key: A, B.key: B}
-    assert detections[1].memory.jobs[B.key].absent == 1
+    assert detections[1].memory.jobs[B.key].to_dict()["absent"] == 1
     assert dict(detections[1].baseline.jobs) == {A.key: A, B.key: B}  # not yet proven gone
     assert dict(detections[2].baseline.jobs) == {A.key: A}
     assert B.key not in detections[2].memory.jobs
@@ -1219,7 +1218,7 @@ def _through_storage(detection: Detection) -> tuple[Snapshot, Memory]:
     memory = Memory(
         cycle=detection.memory.cycle,
         jobs={
-            JobKey.parse(str(key)): JobMemory.from_dict(value.to_dict())
+            JobKey.parse(str(key)): decode_memory(value.to_dict())
             for key, value in detection.memory.jobs.items()
         },
     )
@@ -1227,7 +1226,7 @@ def _through_storage(detection: Detection) -> tuple[Snapshot, Memory]:
 
 
 def test_chain_through_the_stored_forms_gives_the_same_events() -> None:
-    rules = Rules(delay_for_cycles=2)
+    rules = Rules.of(delay_for_cycles=2)
     steps = [
         snap(sync(100, precheck=checks("A")), job(INITIALIZE_FAILED, None, job_id="dtsI")),
         snap(sync(100, precheck=checks("A", "B")), job(INITIALIZE_FAILED, None, job_id="dtsI")),
@@ -1320,9 +1319,14 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
 
 
 rule_sets = st.builds(
-    Rules,
-    delay_levels=st.sampled_from(
-        [DEFAULT.delay_levels, THREE_LEVELS.delay_levels, (("late", 1.0),), ()]
+    Rules.of,
+    delay_thresholds=st.sampled_from(
+        [
+            {"warning": 60, "critical": 300},
+            {"stalled": 600, "slow": 30, "lagging": 120},
+            {"late": 1.0},
+            {},
+        ]
     ),
     delay_hysteresis=st.sampled_from([0.0, 0.1, 0.5]),
     delay_for_cycles=st.integers(1, 3),
@@ -1408,7 +1412,7 @@ def test_property_deterministic_and_every_event_well_formed(
 def test_property_a_steady_state_goes_quiet(state: Snapshot, rules: Rules) -> None:
     """Never cry wolf: the same listing over and over stops producing events once the
     "for N cycles" counts have run out."""
-    detections = _chain([state] * (rules.delay_for_cycles + 2), rules)
+    detections = _chain([state] * (rules.settings.delay_for_cycles + 2), rules)
     assert detections[-1].events == []
     assert detections[-2].events == []
 

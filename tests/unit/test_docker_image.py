@@ -16,7 +16,6 @@ import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import anyio
 import pytest
@@ -25,6 +24,7 @@ from pydantic import BaseModel
 from watcher.http import serve_http
 from watcher.metrics import Metrics
 from watcher.settings import Settings
+from watcher.status import Status
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -141,16 +141,14 @@ async def test_the_healthcheck_command_passes_only_when_healthz_answers() -> Non
     python = [sys.executable, *command[1:]]
 
     # /healthz answers whatever the watcher's state: not ready, still alive
-    idle = SimpleNamespace(
-        counters=SimpleNamespace(last_complete=None), publisher=SimpleNamespace(connected=False)
-    )
+    idle = Status()  # no complete cycle, no NATS
 
     def check(port: int) -> int:
         env = {**os.environ, "DTS_WATCHER_HTTP__PORT": str(port)}
         return subprocess.run(python, env=env, capture_output=True, timeout=30).returncode
 
     async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_http, idle, Metrics(), "127.0.0.1", 0)
+        port = await tg.start(serve_http, idle, Metrics(idle), "127.0.0.1", 0)
         assert await anyio.to_thread.run_sync(check, port) == 0
         tg.cancel_scope.cancel()
     assert await anyio.to_thread.run_sync(check, port) != 0  # nothing listening any more
@@ -206,8 +204,9 @@ def test_the_build_context_holds_what_the_build_copies_and_nothing_private() -> 
     ]
     for needed in ("pyproject.toml", "README.md", "watcher/__init__.py", "watcher/cli.py"):
         assert not dockerignored(needed, patterns), needed
-    scenarios = next((ROOT / "watcher").rglob("*.toml")).relative_to(ROOT)
-    assert not dockerignored(str(scenarios), patterns)  # package data
+    # The image ships the watcher alone: the simulator (sim/, its scenarios too) stays out.
+    for simulator in ("sim/dts_sim/server.py", "sim/dts_sim/scenarios/demo.toml"):
+        assert dockerignored(simulator, patterns), simulator
     for private in (
         ".venv/bin/python",
         ".git/config",

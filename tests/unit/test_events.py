@@ -17,14 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from watcher import kinds
 from watcher.events import (
-    DELAY_THRESHOLD_CROSSED,
-    DISCOVERED,
-    INIT_FAILED,
     JOB_KINDS,
-    PRECHECK_FAILED,
-    REMOVED,
-    STATUS_CHANGED,
     WATCHER_KINDS,
     Event,
     Severity,
@@ -36,6 +31,12 @@ from watcher.events import (
     watcher_event,
 )
 
+DISCOVERED = kinds.DISCOVERED.name
+REMOVED = kinds.REMOVED.name
+STATUS_CHANGED = kinds.STATUS_CHANGED.name
+DELAY_THRESHOLD_CROSSED = kinds.DELAY_THRESHOLD_CROSSED.name
+PRECHECK_FAILED = kinds.PRECHECK_FAILED.name
+INIT_FAILED = kinds.INIT_FAILED.name
 REGION = "cn-hangzhou"
 JOB_ID = "dtsabc123"
 T = datetime(2024, 5, 1, 12, 0, 5, tzinfo=UTC)

@@ -3,7 +3,7 @@
 - `JobCache`: a record that did not change reuses last cycle's JobState; whatever did
   change (a field, the key order, the page a job is on, whether it is there at all) is
   parsed again, and the result always equals a fresh parse.
-- `_loads`: orjson where it decodes exactly as the json module, the json module elsewhere.
+- `fastjson.loads`: orjson where it decodes exactly as the json module, the json module elsewhere.
 - `JobState.to_dict`, written out, equals the `dataclasses.asdict` form it replaced; its
   head and body halves (the store writes them apart) split it exactly; a changed record
   shares the body objects of its previous parse when they are equal, and only then.
@@ -21,10 +21,10 @@ import dataclasses
 import io
 import itertools
 import json
+import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -35,15 +35,16 @@ from hypothesis import strategies as st
 
 from tests.unit.test_client import FakeDts, error, job, make_client
 from tests.unit.test_models import INSTANCES, JOB_STATES, SAMPLE
-from watcher import loop
-from watcher.detect import WithJob
-from watcher.dts.client import RateLimiter, _loads
-from watcher.dts.models import JobCache, parse_page
-from watcher.events import Event
+from watcher.cycle import log_events
+from watcher.dts.models import parse_page
+from watcher.dts.pacing import RateLimiter
+from watcher.dts.record_cache import JobCache
+from watcher.events import Event, WithJob, encode
+from watcher.fastjson import loads
 from watcher.logs import configure
-from watcher.loop import Watcher
 from watcher.snapshot import BODY_FIELDS, JobState
-from watcher.store import Store, _payload, _runs
+from watcher.store import Store
+from watcher.store.outbox import runs
 
 REGION = "cn-hangzhou"
 
@@ -216,7 +217,7 @@ async def test_the_client_reuses_jobs_only_after_a_complete_listing() -> None:
     assert all(third.jobs[k] is first.jobs[k] for k in first.jobs if k != changed)
 
 
-# --- _loads -------------------------------------------------------------------------------
+# --- fastjson.loads -------------------------------------------------------------------------------
 
 ODD_BODIES = [
     b'{"a": 1}',
@@ -234,7 +235,7 @@ ODD_BODIES = [
 
 @pytest.mark.parametrize("body", ODD_BODIES)
 def test_loads_decodes_exactly_as_the_json_module(body: bytes) -> None:
-    document, exact = _loads(body)
+    document, exact = loads(body)
     expected = json.loads(body)
     assert repr(document) == repr(expected)  # repr: NaN != NaN, and types must match too
     if exact:
@@ -244,7 +245,7 @@ def test_loads_decodes_exactly_as_the_json_module(body: bytes) -> None:
 @pytest.mark.parametrize("body", [b"", b"{", b"[1,]", b'{"a":"\xff"}'])
 def test_loads_refuses_what_the_json_module_refuses(body: bytes) -> None:
     with pytest.raises((ValueError, UnicodeDecodeError)):
-        _loads(body)
+        loads(body)
 
 
 @settings(max_examples=200, deadline=None)
@@ -262,9 +263,9 @@ def test_loads_refuses_what_the_json_module_refuses(body: bytes) -> None:
         max_leaves=10,
     )
 )
-def test_property_loads_equals_json_loads(value: Any) -> None:
+def test_property_loads_equals_jsonloads(value: Any) -> None:
     body = json.dumps(value, ensure_ascii=False).encode()
-    document, _ = _loads(body)
+    document, _ = loads(body)
     assert repr(document) == repr(json.loads(body))
 
 
@@ -334,7 +335,7 @@ def test_with_job_reads_as_the_dict_it_stands_for() -> None:
     assert data.get("nope") is None and data["job"]["job_id"] == "a"
     assert repr(data) == repr(expected)
     event = Event("discovered", "info", datetime(2026, 1, 1, tzinfo=UTC), data, "id", REGION, "a")
-    assert json.loads(_payload(event)) == json.loads(event.to_json())
+    assert json.loads(encode(event)) == json.loads(event.to_json())
     assert json.loads(event.to_json())["data"] == json.loads(json.dumps(expected))
 
 
@@ -358,71 +359,58 @@ def _events(n: int) -> list[Event]:
 
 
 def test_runs_of_seqs() -> None:
-    assert _runs([]) == []
-    assert _runs([4]) == [(4, 4)]
-    assert _runs([1, 2, 3, 7, 8, 10]) == [(1, 3), (7, 8), (10, 10)]
+    assert runs([]) == []
+    assert runs([4]) == [(4, 4)]
+    assert runs([1, 2, 3, 7, 8, 10]) == [(1, 3), (7, 8), (10, 10)]
 
 
 def test_payloads_are_the_to_json_document(tmp_path: Path) -> None:
     for event in _events(3):
-        assert json.loads(_payload(event)) == json.loads(event.to_json())
+        assert json.loads(encode(event)) == json.loads(event.to_json())
 
 
-def test_outbox_reads_past_a_seq_and_forgets_exactly_what_was_acknowledged(
-    tmp_path: Path,
-) -> None:
-    store = Store.open(tmp_path / "state.sqlite3")
-    try:
-        store.add_events(_events(10), "dts")
-        first = store.pending(4)
-        assert [e.id for e in first] == ["e0", "e1", "e2", "e3"]
-        assert [e.id for e in store.pending(3, after=first[-1].seq)] == ["e4", "e5", "e6"]
-        seqs = {e.id: e.seq for e in store.pending(100)}
-        store.acknowledge([seqs["e1"], seqs["e2"], seqs["e5"], seqs["e9"], seqs["e2"]])
-        assert [e.id for e in store.pending(100)] == ["e0", "e3", "e4", "e6", "e7", "e8"]
-        assert json.loads(store.pending(1)[0].payload) == json.loads(_events(1)[0].to_json())
-    finally:
-        store.close()
+def test_outbox_reads_past_a_seq_and_forgets_exactly_what_was_acknowledged(store: Store) -> None:
+    store.add_events(_events(10), "dts")
+    first = store.pending(4)
+    assert [e.id for e in first] == ["e0", "e1", "e2", "e3"]
+    assert [e.id for e in store.pending(3, after=first[-1].seq)] == ["e4", "e5", "e6"]
+    seqs = {e.id: e.seq for e in store.pending(100)}
+    store.acknowledge([seqs["e1"], seqs["e2"], seqs["e5"], seqs["e9"], seqs["e2"]])
+    assert [e.id for e in store.pending(100)] == ["e0", "e3", "e4", "e6", "e7", "e8"]
+    assert json.loads(store.pending(1)[0].payload) == json.loads(_events(1)[0].to_json())
 
 
 def test_outbox_reads_see_committed_events_without_waiting_for_a_commit(
-    tmp_path: Path,
+    store: Store, tmp_path: Path
 ) -> None:
-    store = Store.open(tmp_path / "state.sqlite3")
-    try:
-        store.add_events(_events(2), "dts")
-        assert [e.id for e in store.pending_nowait(10) or []] == ["e0", "e1"]
-        held, release = threading.Event(), threading.Event()
+    store.add_events(_events(2), "dts")
+    assert [e.id for e in store.pending_nowait(10) or []] == ["e0", "e1"]
+    held, release = threading.Event(), threading.Event()
 
-        def commit_in_progress() -> None:  # a storm's transaction, half written
-            with store._lock:
-                store._db.execute("BEGIN IMMEDIATE")
-                store._insert_events(_events(3)[2:], "dts")
-                held.set()
-                release.wait(5)
-                store._db.execute("COMMIT")
+    def commit_in_progress() -> None:  # a storm's transaction, half written
+        writer = sqlite3.connect(tmp_path / "state.sqlite3", isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO outbox(id, subject, payload) VALUES ('e2', 'dts.x', x'7b7d')")
+        held.set()
+        release.wait(5)
+        writer.execute("COMMIT")
+        writer.close()
 
-        worker = threading.Thread(target=commit_in_progress)
-        worker.start()
-        held.wait(5)
-        # Not blocked by the writer, and not shown what it has not committed.
-        assert [e.id for e in store.pending_nowait(10) or []] == ["e0", "e1"]
-        release.set()
-        worker.join()
-        assert [e.id for e in store.pending_nowait(10) or []] == ["e0", "e1", "e2"]
-    finally:
-        store.close()
+    worker = threading.Thread(target=commit_in_progress)
+    worker.start()
+    held.wait(5)
+    # Not blocked by the writer, and not shown what it has not committed.
+    assert [e.id for e in store.pending_nowait(10) or []] == ["e0", "e1"]
+    release.set()
+    worker.join()
+    assert [e.id for e in store.pending_nowait(10) or []] == ["e0", "e1", "e2"]
 
 
-def test_pending_nowait_never_waits_for_another_reader(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "state.sqlite3")
-    try:
-        store.add_events(_events(2), "dts")
-        with store._read_lock:
-            assert store.pending_nowait(10) is None
-        assert len(store.pending_nowait(10) or []) == 2
-    finally:
-        store.close()
+def test_pending_nowait_never_waits_for_another_reader(store: Store) -> None:
+    store.add_events(_events(2), "dts")
+    with store._read_lock:
+        assert store.pending_nowait(10) is None
+    assert len(store.pending_nowait(10) or []) == 2
 
 
 # --- the rate limiter -----------------------------------------------------------------------
@@ -471,13 +459,10 @@ def _log_lines(stream: io.StringIO) -> list[dict[str, Any]]:
 
 
 @pytest.mark.anyio
-async def test_event_lines_wait_for_the_publisher_then_all_come(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_event_lines_wait_for_the_publisher_then_all_come() -> None:
     stream = io.StringIO()
     configure("info", "json", stream=stream)
     publisher = _Publisher()
-    owner = SimpleNamespace(publisher=publisher)
     events = _events(40)
 
     async def publish_for_a_while() -> None:
@@ -486,21 +471,18 @@ async def test_event_lines_wait_for_the_publisher_then_all_come(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(publish_for_a_while)
-        await Watcher._log_events(owner, events)  # type: ignore[arg-type]
+        await log_events(events, publisher.wait_idle)
         assert publisher.idle.is_set()  # the lines past the first slice waited for it
     lines = _log_lines(stream)
     assert [line["event_id"] for line in lines] == [e.id for e in events]
 
 
 @pytest.mark.anyio
-async def test_event_lines_do_not_wait_for_a_stuck_publisher_for_long(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(loop, "_LOG_DEFERRAL", 0.2)
+async def test_event_lines_do_not_wait_for_a_stuck_publisher_for_long() -> None:
     stream = io.StringIO()
     configure("info", "json", stream=stream)
-    owner = SimpleNamespace(publisher=_Publisher())  # never idle: NATS hanging
+    stuck = _Publisher()  # never idle: NATS hanging
     events = _events(100)
     with anyio.fail_after(5):
-        await Watcher._log_events(owner, events)  # type: ignore[arg-type]
+        await log_events(events, stuck.wait_idle, deferral=0.2)
     assert [line["event_id"] for line in _log_lines(stream)] == [e.id for e in events]

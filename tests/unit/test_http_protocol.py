@@ -1,14 +1,14 @@
 """The HTTP endpoint as a client meets it: paths, methods, keep-alive, bad requests.
 
-The watcher behind it is a stand-in with just the attributes readiness reads; the
-server itself is real (a loopback TCP listener), and so is the byte stream a client sends.
+The service behind it is a bare status value (what readiness reads); the server itself
+is real (a loopback TCP listener), and so is the byte stream a client sends.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import anyio
@@ -17,29 +17,19 @@ import pytest
 
 from watcher.http import HttpServeError, serve_http
 from watcher.metrics import Metrics
+from watcher.status import Status
 
 pytestmark = pytest.mark.anyio
 
 
-@dataclass
-class FakeCounters:
-    last_complete: datetime | None = None
-
-
-@dataclass
-class FakePublisher:
-    connected: bool = False
-
-
-@dataclass
-class FakeWatcher:
-    counters: FakeCounters = field(default_factory=FakeCounters)
-    publisher: FakePublisher = field(default_factory=FakePublisher)
+class Nats:
+    connected = False
 
 
 @dataclass
 class Server:
-    watcher: FakeWatcher
+    status: Status
+    nats: Nats
     metrics: Metrics
     port: int
 
@@ -64,17 +54,18 @@ class Server:
 
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
-    watcher = FakeWatcher()
-    metrics = Metrics()
+    nats = Nats()
+    status = Status(nats_connected=lambda: nats.connected)
+    metrics = Metrics(status)
     async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_http, watcher, metrics, "127.0.0.1", 0)
-        yield Server(watcher, metrics, port)
+        port = await tg.start(serve_http, status, metrics, "127.0.0.1", 0)
+        yield Server(status, nats, metrics, port)
         tg.cancel_scope.cancel()
 
 
 async def test_the_three_paths_answer_get_and_head(server: Server) -> None:
-    server.watcher.counters.last_complete = datetime.now(UTC)
-    server.watcher.publisher.connected = True
+    server.status.last_complete = datetime.now(UTC)
+    server.nats.connected = True
     async with httpx.AsyncClient(base_url=server.url) as http:
         health = await http.get("/healthz")
         assert (health.status_code, health.text) == (200, "ok\n")
@@ -96,10 +87,10 @@ async def test_readiness_names_each_missing_condition(server: Server) -> None:
             "- no complete cycle yet: DTS has not been read completely since start",
             "- not connected to NATS: events wait in the outbox",
         ]
-        server.watcher.publisher.connected = True
+        server.nats.connected = True
         r = await http.get("/readyz")
         assert r.status_code == 503 and "NATS" not in r.text
-        server.watcher.counters.last_complete = datetime.now(UTC)
+        server.status.last_complete = datetime.now(UTC)
         assert (await http.get("/readyz")).status_code == 200
 
 
@@ -192,4 +183,4 @@ async def test_a_silent_client_is_disconnected_at_the_deadline(
 
 async def test_a_taken_port_is_reported_naming_the_settings(server: Server) -> None:
     with pytest.raises(HttpServeError, match=rf"127\.0\.0\.1:{server.port} .*HTTP__PORT"):
-        await serve_http(server.watcher, server.metrics, "127.0.0.1", server.port)
+        await serve_http(server.status, server.metrics, "127.0.0.1", server.port)

@@ -1,49 +1,36 @@
-"""Metrics without I/O: the hooks, the live collector on a stand-in watcher, the series cap."""
+"""Metrics without I/O: the hooks, the live collector on a status value, the series cap."""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
 
-from watcher.dts.client import ClientStats
 from watcher.events import watcher_event
 from watcher.metrics import Metrics
-from watcher.publish import PublishStats
 from watcher.snapshot import JobState, Snapshot
+from watcher.status import Status
 
 pytestmark = pytest.mark.anyio
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
-@dataclass
-class FakeClient:
-    stats: ClientStats = field(default_factory=ClientStats)
+class Live:
+    """What the service's status reads live: the outbox depth and the NATS connection."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.connected = True
 
 
-@dataclass
-class FakePublisher:
-    stats: PublishStats = field(default_factory=PublishStats)
-    connected: bool = True
-
-
-@dataclass
-class FakeStore:
-    depth: int = 0
-
-    def outbox_depth(self) -> int:
-        return self.depth
-
-
-@dataclass
-class FakeWatcher:
-    client: FakeClient = field(default_factory=FakeClient)
-    publisher: FakePublisher = field(default_factory=FakePublisher)
-    store: FakeStore = field(default_factory=FakeStore)
-    baseline: Snapshot | None = None
+def status(live: Live, baseline: Snapshot | None = None) -> Status:
+    return Status(
+        outbox_depth=lambda: live.depth,
+        nats_connected=lambda: live.connected,
+        baseline=baseline,
+    )
 
 
 def job(n: int, delay: int | None, region: str = "cn-hangzhou", status: str = "Synchronizing"):
@@ -91,18 +78,18 @@ def test_publish_hook_ignores_empty_drains() -> None:
 
 
 async def test_live_values_are_read_at_scrape_time() -> None:
-    m = Metrics()
-    w = FakeWatcher()
-    m.bind(w)
+    live = Live()
+    w = status(live)
+    m = Metrics(w)
     await m.refresh()
     assert sample(m, "dts_watcher_outbox_depth") == 0
     assert sample(m, "dts_watcher_nats_connected") == 1
 
-    w.client.stats.requests = Counter({("cn-hangzhou", "OK"): 3, ("cn-hangzhou", "Timeout"): 1})
-    w.publisher.connected = False
-    w.publisher.stats.published = 7
-    w.publisher.stats.failures = 2
-    w.store.depth = 5
+    w.client.requests = Counter({("cn-hangzhou", "OK"): 3, ("cn-hangzhou", "Timeout"): 1})
+    live.connected = False
+    w.publishing.published = 7
+    w.publishing.failures = 2
+    live.depth = 5
     w.baseline = Snapshot.of([job(1, 10), job(2, None, status="Failed")])
     body, content_type = await m.render()
     text = body.decode()
@@ -120,9 +107,8 @@ async def test_live_values_are_read_at_scrape_time() -> None:
 
 
 async def test_delay_series_are_capped_keeping_the_largest_delays() -> None:
-    m = Metrics(max_job_series=3)
-    w = FakeWatcher(baseline=Snapshot.of([job(n, delay=n * 10) for n in range(10)]))
-    m.bind(w)
+    w = status(Live(), Snapshot.of([job(n, delay=n * 10) for n in range(10)]))
+    m = Metrics(w, max_job_series=3)
     text = (await m.render())[0].decode()
     kept = [line for line in text.splitlines() if line.startswith("dts_watcher_job_delay_seconds{")]
     assert len(kept) == 3

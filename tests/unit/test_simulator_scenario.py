@@ -1,6 +1,6 @@
 """Scenario files for the DTS simulator: loading, validation, the timeline, the JSON shape.
 
-No server here: these are the pure parts (`watcher.simulator.scenario`).
+No server here: these are the pure parts (`dts_sim.scenario`, `timeline`, `render`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from watcher.simulator import (
+from dts_sim import (
     QUIRKS,
     Fault,
     JobKey,
@@ -568,12 +568,12 @@ def test_every_quirk_is_documented() -> None:
         assert f"`{quirk}`" in docs
 
 
-def test_render_cache_follows_changes() -> None:
+def test_render_follows_changes() -> None:
     state = ScenarioState(parse_scenario(TIMELINE))
     a = state.get("dtsa")
     assert a is not None
     first = state.render(a)
-    assert state.render(a) is first
+    assert state.render(a) == first
     changed = state.set_job("dtsa", {"delay": 99})
     assert state.render(changed)["Delay"] == "99"
 

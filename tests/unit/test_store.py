@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.watcher import commit
 from watcher.detect import Memory, Rules, detect
 from watcher.snapshot import JobKey, JobState, Precheck, PrecheckItem, RegionOutcome, Snapshot
 from watcher.store import SCHEMA_VERSION, StateError, Store
+from watcher.store.outbox import chunks
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -32,14 +34,14 @@ def test_a_committed_cycle_is_what_the_next_process_loads(tmp_path: Path) -> Non
     store = Store.open(path)
     baseline, memory = store.load()
     detection = detect(baseline, snap(job("a"), job("b", delay_seconds=90)), memory, Rules(), NOW)
-    store.commit(detection, "dts")
+    commit(store, detection, "dts")
     store.close()
 
     reopened = Store.open(path)
     baseline, memory = reopened.load()
     assert baseline.jobs == detection.baseline.jobs
     assert memory == detection.memory
-    assert memory.jobs[job("b").key].delay_level == "warning"
+    assert memory.jobs[job("b").key].to_dict()["delay_level"] == "warning"
     assert [e.id for e in reopened.pending()] == [e.id for e in detection.events]
     assert reopened.pending()[0].subject == "dts.job.cn-hangzhou.a.discovered"
 
@@ -50,7 +52,7 @@ def test_nothing_is_announced_twice_across_restarts(tmp_path: Path) -> None:
     baseline, memory = store.load()
     first = detect(baseline, snap(job("a", status="Failed")), memory, Rules(), NOW)
     assert [e.kind for e in first.events] == ["discovered", "status_changed"]
-    store.commit(first, "dts")
+    commit(store, first, "dts")
     store.close()
     store = Store.open(path)
     baseline, memory = store.load()
@@ -63,12 +65,12 @@ def test_only_changed_jobs_are_rewritten(tmp_path: Path) -> None:
     baseline, memory = store.load()
     jobs = [job(f"j{i}") for i in range(50)]
     first = detect(baseline, snap(*jobs), memory, Rules(), NOW)
-    store.commit(first, "dts")
+    commit(store, first, "dts")
     changes: list[str] = []
     store._db.set_trace_callback(changes.append)
     jobs[7] = job("j7", status="Failed")
     second = detect(first.baseline, snap(*jobs), first.memory, Rules(), NOW)
-    store.commit(second, "dts")
+    commit(store, second, "dts")
     upserts = [c for c in changes if c.startswith("INSERT INTO jobs")]
     assert len(upserts) == 1 and "j7" in upserts[0]
 
@@ -79,14 +81,14 @@ def test_a_status_change_leaves_the_heavy_body_alone(tmp_path: Path) -> None:
     precheck = Precheck("Success", 100.0, (PrecheckItem("CHECK_CONN", "Success"),))
     jobs = [job(f"j{i}", precheck=precheck) for i in range(3)]
     first = detect(baseline, snap(*jobs), memory, Rules(), NOW)
-    store.commit(first, "dts")
+    commit(store, first, "dts")
     changes: list[str] = []
     store._db.set_trace_callback(changes.append)
     failed = Precheck("Failed", 100.0, (PrecheckItem("CHECK_CONN", "Failed", "refused"),))
     jobs[0] = job("j0", precheck=precheck, status="Failed")  # equal body, new objects
     jobs[1] = job("j1", precheck=failed)
     second = detect(first.baseline, snap(*jobs), first.memory, Rules(), NOW)
-    store.commit(second, "dts")
+    commit(store, second, "dts")
     (rows,) = [c for c in changes if c.startswith("INSERT INTO jobs")]
     assert "j0" in rows and "j1" in rows and "j2" not in rows
     (bodies,) = [c for c in changes if c.startswith("INSERT INTO bodies")]
@@ -101,7 +103,7 @@ def test_a_storm_is_saved_in_chunks_each_job_with_its_events(tmp_path: Path) -> 
     baseline, memory = store.load()
     jobs = [job(f"j{i}") for i in range(10)]
     first = detect(baseline, snap(*jobs), memory, Rules(), NOW)
-    store.commit(first, "dts")
+    commit(store, first, "dts")
     store.acknowledge([p.seq for p in store.pending()])
     # Every job fails (status_changed); j3's precheck fails too (a second event); j9 is
     # missing (no event yet, but its memory counts the absence).
@@ -130,11 +132,10 @@ def test_a_storm_is_saved_in_chunks_each_job_with_its_events(tmp_path: Path) -> 
 
 
 def test_chunks_never_split_a_jobs_events() -> None:
-    from watcher.store import _chunks
 
     def cut(owners: str, size: int, first: int) -> list[str]:
         keys = [JobKey("r", o, "Forward") for o in owners]
-        return [owners[a:b] for a, b in _chunks(keys, size, first)]
+        return [owners[a:b] for a, b in chunks(keys, size, first)]
 
     assert cut("aaabccde", 2, first=2) == ["aaa", "bcc", "de"]
     assert cut("aaabccde", 3, first=1) == ["aaa", "bcc", "de"]
@@ -188,7 +189,7 @@ def test_a_schema_1_file_is_migrated_and_keeps_everything(tmp_path: Path) -> Non
     moved = [job("a", precheck=precheck, tags=(("env", "prod"),), status="Failed"), jobs[1]]
     changed = detect(baseline, snap(*moved), memory, Rules(), NOW)
     assert [e.kind for e in changed.events] == ["status_changed"]
-    store.commit(changed, "dts")
+    commit(store, changed, "dts")
     store.close()
     assert Store.open(path).load()[0].jobs == {j.key: j for j in moved}
 
@@ -214,7 +215,7 @@ def test_many_rows_go_in_statements_of_a_hundred_and_all_arrive(tmp_path: Path) 
     detection = detect(baseline, snap(*jobs), memory, Rules(), NOW)
     changes: list[str] = []
     store._db.set_trace_callback(changes.append)
-    store.commit(detection, "dts", chunk=10_000)
+    commit(store, detection, "dts", chunk=10_000)
     outbox = [c for c in changes if c.startswith("INSERT OR IGNORE INTO outbox")]
     assert len(outbox) == 5  # 500 events (discovered, status_changed)
     assert [
@@ -230,7 +231,7 @@ def test_the_outbox_keeps_order_and_forgets_only_what_was_acknowledged(tmp_path:
     store = Store.open(tmp_path / "state.db")
     baseline, memory = store.load()
     detection = detect(baseline, snap(*(job(f"j{i}") for i in range(5))), memory, Rules(), NOW)
-    store.commit(detection, "dts")
+    commit(store, detection, "dts")
     pending = store.pending()
     assert [p.seq for p in pending] == sorted(p.seq for p in pending)
     store.acknowledge([pending[0].seq, pending[2].seq])
@@ -246,7 +247,7 @@ def test_a_failed_commit_changes_nothing(tmp_path: Path) -> None:
         "CREATE TRIGGER boom BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full'); END"
     )
     with pytest.raises(sqlite3.DatabaseError):
-        store.commit(detection, "dts")
+        commit(store, detection, "dts")
     store._db.execute("DROP TRIGGER boom")
     fresh = Store.open(tmp_path / "state.db")
     assert fresh.load()[0].jobs == {} and fresh.outbox_depth() == 0
@@ -281,7 +282,7 @@ def test_state_from_a_newer_version_is_refused(tmp_path: Path) -> None:
 def test_unreadable_rows_are_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = Store.open(path)
-    store.commit(detect(None, snap(job("a")), Memory(), Rules(), NOW), "dts")
+    commit(store, detect(None, snap(job("a")), Memory(), Rules(), NOW), "dts")
     store._db.execute("UPDATE jobs SET state = '{not json'")
     with pytest.raises(StateError, match="unreadable data"):
         Store.open(path).load()

@@ -23,7 +23,6 @@ I/O goes through an injectable httpx transport, and time through injectable `sle
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -36,11 +35,14 @@ from typing import Any
 
 import anyio
 import httpx
-import orjson
 
+from watcher import fastjson
 from watcher.dts import signing
 from watcher.dts.credentials import Credentials, CredentialsProvider
-from watcher.dts.models import ApiError, CachedJobs, JobCache, PageParse, parse_page
+from watcher.dts.models import ApiError, PageParse, parse_page
+from watcher.dts.pacing import PACE, RateLimiter
+from watcher.dts.record_cache import CachedJobs, JobCache
+from watcher.errors import SourceError
 from watcher.logs import get_logger
 from watcher.settings import DtsSettings
 from watcher.snapshot import JobKey, JobState, RegionOutcome, Snapshot
@@ -53,11 +55,6 @@ CENTRAL_REGIONS = frozenset(
     {"cn-wulanchabu", "cn-chengdu", "cn-beijing-finance-1", "cn-hangzhou-finance"}
 )
 _MAX_PAGES = 10_000  # 300,000 jobs in one region: past this, something is wrong
-# Requests are paced at 95% of `rate_limit`: DTS counts them as they arrive, and the time
-# from our start to their arrival varies (a garbage collection, a busy event loop, the
-# network) by tens of milliseconds. At exactly the limit, a late request followed by an
-# on-time one puts `rate_limit` + 1 into some second; 5% leaves 50 ms of room per second.
-PACE = 0.95
 # Called with (region, jobs) for each consistent page as it arrives (`fetch(on_page=...)`).
 PageHook = Callable[[str, "tuple[JobState, ...]"], None]
 _MAX_RETRY_AFTER = 60.0
@@ -71,7 +68,7 @@ def endpoint_host(region: str) -> str:
     return f"dts.{region}.aliyuncs.com"
 
 
-class DtsError(Exception):
+class DtsError(SourceError):
     """A DTS call that failed for good. Safe to log: no credentials inside."""
 
     def __init__(
@@ -111,36 +108,6 @@ class ClientStats:
     retries: Counter[str] = field(default_factory=Counter)  # by region
     pages: Counter[str] = field(default_factory=Counter)  # by region
     skipped_records: Counter[str] = field(default_factory=Counter)  # records without an id
-
-
-class RateLimiter:
-    """Spaces request starts at least 1/rate seconds apart (a token bucket of size 1).
-
-    Each start is timed from when the previous one really happened, not from when it was
-    due: if the event loop was busy (a page of 30 new jobs takes milliseconds to parse)
-    and a request goes out late, the next waits its full interval after it, rather than
-    several due ones going out together and DTS seeing more than `rate` in a second.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-    ) -> None:
-        self._interval = 1.0 / rate
-        self._clock = clock
-        self._sleep = sleep
-        self._next = 0.0
-        self._lock = anyio.Lock()
-
-    async def acquire(self) -> None:
-        async with self._lock:  # held while waiting: starts are granted one by one
-            now = self._clock()
-            start = max(now, self._next)
-            if start > now:
-                await self._sleep(start - now)
-            self._next = max(start, self._clock()) + self._interval
 
 
 class DtsClient:
@@ -421,11 +388,11 @@ class DtsClient:
         return "https", endpoint_host(region)
 
     def _decode(self, region: str, response: httpx.Response) -> tuple[dict[str, Any], bool]:
-        """The body as a JSON object, and whether orjson decoded it (see `_loads`)."""
+        """The body as a JSON object, and whether orjson decoded it (`fastjson.loads`)."""
         request_id = response.headers.get("x-acs-request-id")
         exact = False
         try:
-            body, exact = _loads(response.content)
+            body, exact = fastjson.loads(response.content)
         except (ValueError, UnicodeDecodeError):
             body = None
         if response.is_success:
@@ -458,30 +425,6 @@ class DtsClient:
             retryable=retryable,
             retry_after=_retry_after(response),
         )
-
-
-# Every byte that is a digit becomes "0", every other one a space: a run of 19 zeros
-# then marks a number orjson would not decode the way the json module does.
-_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
-_LONG_NUMBER = b"0" * 19
-
-
-def _loads(content: bytes) -> tuple[Any, bool]:
-    """Decode a body exactly as `json.loads` would, with orjson where that is the same.
-
-    orjson decodes a 90 KB page in about half the time. It refuses what the json module
-    takes beyond the standard (NaN, Infinity, lone surrogates, a BOM, UTF-16): then the
-    json module decodes it, as before. The one thing orjson accepts and decodes
-    differently is an integer beyond 64 bits (it gives a float), hence the check for long
-    runs of digits, which costs a fraction of what orjson saves. Returns (document, True
-    when orjson decoded it).
-    """
-    if _LONG_NUMBER not in content.translate(_DIGITS):
-        try:
-            return orjson.loads(content), True
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(content), False
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -18,15 +18,14 @@ skipped by `parse_page` and counted, not guessed at.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, ClassVar, TypeVar
 
-import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from watcher.dts.record_cache import JobCache
 from watcher.snapshot import (
     Endpoint,
     InitStage,
@@ -405,77 +404,6 @@ def _title(raw: str | None) -> str | None:
     if raw is None:
         return None
     return _STAGE_WORDS.get(raw.lower(), raw)
-
-
-_Key = tuple[str | None, str | None]  # the raw SynchronizationJobId and -Direction
-_Cached = tuple[bytes, JobState]  # (fingerprint of the raw record, the JobState it gave)
-CachedJobs = dict[_Key, _Cached]  # what one listing leaves for the next
-
-
-class JobCache:
-    """Jobs parsed from the previous listing of one region, reused when unchanged.
-
-    Building a JobState through the models costs about 200 µs a job; a listing of
-    10,000 jobs that did not change would spend two seconds of CPU every cycle saying so.
-    So each record's raw JSON is fingerprinted (its compact serialization, hashed with
-    SHA-256) and remembered with the JobState it gave; a record whose fingerprint matches
-    the one remembered under the same id and direction gets the very same JobState back
-    (immutable, so sharing it is safe, and detection and the store then recognise it by
-    identity). Anything else is parsed as usual.
-
-    Correct whatever moves: a changed field changes the fingerprint; a job that moves to
-    another page is found by its id, not its place; a job that disappears is simply not
-    carried into `seen`, which replaces the cache only after a complete listing. The
-    fingerprint is order-sensitive, so a record that differs only in key order (which the
-    case-insensitive key matching can care about) is parsed again rather than reused.
-
-    Use one `JobCache(previous)` per attempt at listing a region; feed every page through
-    `parse_page(..., cache=...)`; keep `seen` for the next listing once it was complete.
-    Only documents decoded by orjson may be fed: it never yields NaN, infinities or
-    lone surrogates, so equal fingerprints mean equal records.
-    """
-
-    __slots__ = ("previous", "seen")
-
-    def __init__(self, previous: CachedJobs | None = None) -> None:
-        self.previous: CachedJobs = previous if previous is not None else {}
-        self.seen: CachedJobs = {}
-
-    def reuse(self, raw: dict[str, Any]) -> tuple[_Key, bytes | None, JobState | None]:
-        """(identity, fingerprint, the remembered JobState if the record is unchanged)."""
-        key = _raw_identity(raw)
-        try:
-            fingerprint = hashlib.sha256(orjson.dumps(raw)).digest()
-        except orjson.JSONEncodeError:  # not from orjson after all: no reuse, no harm
-            return key, None, None
-        cached = self.previous.get(key)
-        if cached is not None and cached[0] == fingerprint:
-            self.seen[key] = cached
-            return key, fingerprint, cached[1]
-        return key, fingerprint, None
-
-    def remember(self, key: _Key, fingerprint: bytes | None, job: JobState) -> None:
-        if fingerprint is not None:
-            self.seen[key] = (fingerprint, job)
-
-
-_ID_KEY, _DIRECTION_KEY = "SynchronizationJobId", "SynchronizationDirection"
-
-
-def _raw_identity(raw: dict[str, Any]) -> _Key:
-    """Where to look a record up in the cache (only a hint: the fingerprint decides)."""
-    job_id, direction = raw.get(_ID_KEY), raw.get(_DIRECTION_KEY)
-    if job_id is None:  # keys in another letter case: look for them the slow way
-        for key, value in raw.items():
-            lowered = key.lower() if isinstance(key, str) else ""
-            if lowered == "synchronizationjobid":
-                job_id = value
-            elif lowered == "synchronizationdirection" and direction is None:
-                direction = value
-    return (
-        job_id if isinstance(job_id, str) else None,
-        direction if isinstance(direction, str) else None,
-    )
 
 
 class PageParse(BaseModel):

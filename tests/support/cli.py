@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import anyio
 
-from watcher.simulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+from dts_sim import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 
 # Generous: these bound a wait for something that normally takes well under a second
 # or two; they are never the thing a test measures.

@@ -17,61 +17,35 @@ Layout (schema version 2):
 
 Only what changed is written: the store remembers what it last loaded or committed and
 compares by identity first (unchanged jobs are the very same objects), then by value.
-A job's heavy, seldom-moving parts (`snapshot.BODY_FIELDS`: precheck, endpoints, tags,
-objects, times) live in a table of their own, rewritten only when they changed: SQLite
-rewrites a whole row (overflow pages included) to update one column. When 10,000 jobs
-fail at once, the transaction that must be fsync'd before the first event goes out then
-holds 3 MB of job state instead of 30. Schema 1 (the whole job in `jobs.state`) is
-migrated on open, in one transaction.
+A job's heavy, seldom-moving parts (`snapshot.BODY_FIELDS`) live in a table of their
+own, rewritten only when they changed (`codec.py` says why). Schema 1 is migrated on
+open, in one transaction. How rows are encoded is `codec.py`'s business, the outbox
+rows' `outbox.py`'s.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
-import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from watcher import __version__
-from watcher.detect import Detection, JobMemory, Memory
+from watcher.detect import Detection
+from watcher.errors import StateError
 from watcher.events import Event
+from watcher.rules import JobMemory, Memory
 from watcher.snapshot import JobKey, JobState, Snapshot
+from watcher.store import codec, outbox
+from watcher.store.codec import SCHEMA_VERSION
+from watcher.store.outbox import OutboxEntry
 
-SCHEMA_VERSION = 2
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, state TEXT NOT NULL, memory TEXT);
-CREATE TABLE IF NOT EXISTS bodies (key TEXT PRIMARY KEY, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    subject TEXT NOT NULL,
-    payload BLOB NOT NULL
-);
-"""
 RECOVERY = (
     "to start afresh, move the file aside (every job will then be announced as discovered "
     "again, and events still in its outbox are lost), or restore it from a backup"
 )
-
-
-class StateError(Exception):
-    """The state file cannot be used; the message says why and how to recover."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    seq: int
-    id: str
-    subject: str
-    payload: bytes
 
 
 class Store:
@@ -106,7 +80,7 @@ class Store:
             version = _schema_version(db)
             if version is None:
                 with _transaction(db):
-                    for statement in _SCHEMA.split(";"):
+                    for statement in codec.SCHEMA.split(";"):
                         if statement.strip():
                             db.execute(statement)
                     db.execute(
@@ -122,7 +96,8 @@ class Store:
             )
         if version == 1:
             try:
-                _migrate_from_1(db)
+                with _transaction(db):
+                    codec.migrate_from_1(db)
             except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
                 db.close()
                 raise StateError(
@@ -145,6 +120,12 @@ class Store:
         with self._lock:
             self._db.close()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- baseline and memory ---------------------------------------------------------------
 
     def load(self) -> tuple[Snapshot, Memory]:
@@ -157,9 +138,10 @@ class Store:
                 meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
                 jobs: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
                 for key, state, body, memory in rows:
-                    job = JobState.from_dict({**json.loads(state), **json.loads(body)})
-                    mem = JobMemory.from_dict(json.loads(memory)) if memory else None
-                    jobs[JobKey.parse(key)] = (job, mem)
+                    jobs[JobKey.parse(key)] = (
+                        codec.decode_job(state, body),
+                        codec.decode_memory_text(memory),
+                    )
             except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
                 raise StateError(
                     f"state file {self.path} holds unreadable data ({type(exc).__name__}: "
@@ -171,11 +153,6 @@ class Store:
         baseline = Snapshot(jobs={k: j for k, (j, _) in jobs.items()})
         memory = Memory(cycle=self._cycle, jobs={k: m for k, (_, m) in jobs.items() if m})
         return baseline, memory
-
-    def commit(self, detection: Detection, subject_prefix: str, chunk: int = 1000) -> None:
-        """Save the new baseline, memory and the cycle's events (see `commit_steps`)."""
-        for _ in self.commit_steps(detection, subject_prefix, chunk):
-            pass
 
     def commit_steps(
         self, detection: Detection, subject_prefix: str, chunk: int = 1000
@@ -195,8 +172,8 @@ class Store:
             self.load()
         jobs, memory = detection.baseline.jobs, detection.memory.jobs
         events = detection.events
-        owners = [_key_of(e) for e in events]
-        bounds = _chunks(owners, max(1, chunk), first=max(1, chunk // 10))
+        owners = [outbox.owner(e) for e in events]
+        bounds = outbox.chunks(owners, max(1, chunk), first=max(1, chunk // 10))
         for n, (a, b) in enumerate(bounds, start=1):
             if n < len(bounds):
                 keys = {k for k in owners[a:b] if k is not None}
@@ -273,7 +250,7 @@ class Store:
                 "INSERT INTO jobs(key, state, memory)",
                 "ON CONFLICT(key) DO UPDATE SET state = excluded.state, memory = excluded.memory",
                 (
-                    (str(key), _json_text(job.head_dict()), _memory_text(mem))
+                    (str(key), codec.head_text(job), codec.memory_text(mem))
                     for key, job, mem in upserts
                 ),
             )
@@ -281,7 +258,7 @@ class Store:
                 self._db,
                 "INSERT INTO bodies(key, body)",
                 "ON CONFLICT(key) DO UPDATE SET body = excluded.body",
-                ((str(key), _json_text(job.body_dict())) for key, job in bodies),
+                ((str(key), codec.body_text(job)) for key, job in bodies),
             )
             self._insert_events(events, prefix)
             if cycle is not None:
@@ -310,7 +287,7 @@ class Store:
             self._db,
             "INSERT OR IGNORE INTO outbox(id, subject, payload)",
             "",
-            ((e.id, e.nats_subject(prefix), _payload(e)) for e in events),
+            outbox.rows(events, prefix),
         )
 
     def pending(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
@@ -324,10 +301,10 @@ class Store:
 
         A read of a thousand entries takes a few milliseconds: the publisher does it on
         the event loop's own thread rather than in a worker thread, where fetching row by
-        row would wait for the interpreter lock once per row while the loop is busy (a
-        storm: 10,000 log lines to write) and take seconds instead. Reads do not wait for
-        commits (their own connection); if another thread is reading, the caller falls
-        back to a worker thread instead of blocking the loop.
+        row would wait for the interpreter lock once per row while the loop is busy
+        (docs/performance.md). Reads do not wait for commits (their own connection); if
+        another thread is reading, the caller falls back to a worker thread instead of
+        blocking the loop.
         """
         if not self._read_lock.acquire(blocking=False):
             return None
@@ -355,7 +332,7 @@ class Store:
             return
         with self._lock, _transaction(self._db):
             self._db.executemany(
-                "DELETE FROM outbox WHERE seq BETWEEN ? AND ?", _runs(sorted(set(seqs)))
+                "DELETE FROM outbox WHERE seq BETWEEN ? AND ?", outbox.runs(sorted(set(seqs)))
             )
 
     def outbox_depth(self) -> int:
@@ -378,8 +355,8 @@ def _insert_rows(
 
     `executemany` runs one statement per row, and the sqlite3 module lets go of the
     interpreter lock for each: while the event loop is busy publishing (a storm), every
-    row then waits for the lock to come back, and a commit of 10,000 events took twice as
-    long as alone. A hundred rows a statement: a hundred times fewer waits.
+    row then waits for the lock to come back. A hundred rows a statement: a hundred times
+    fewer waits (docs/performance.md).
     """
     params: list[Any] = []
     width = 0
@@ -397,59 +374,6 @@ def _insert_rows(
 def _statement(head: str, tail: str, width: int, rows: int) -> str:
     one = "(" + ", ".join("?" * width) + ")"
     return f"{head} VALUES {', '.join([one] * rows)} {tail}"
-
-
-def _key_of(event: Event) -> JobKey | None:
-    if event.region is None or event.job_id is None:
-        return None
-    return JobKey(event.region, event.job_id, str(event.data.get("direction")))
-
-
-def _chunks(owners: Sequence[JobKey | None], size: int, first: int) -> list[tuple[int, int]]:
-    """Where to cut a cycle's events, given the job each is about: runs of about `first`,
-    then `size` events, never between two events of one job; always at least one (maybe
-    empty) run, as (start, end) pairs."""
-    cuts = [0]
-    for i in range(1, len(owners)):
-        if i - cuts[-1] >= (first if len(cuts) == 1 else size) and owners[i] != owners[i - 1]:
-            cuts.append(i)
-    cuts.append(len(owners))
-    return list(itertools.pairwise(cuts))
-
-
-def _runs(seqs: list[int]) -> list[tuple[int, int]]:
-    """[1, 2, 3, 7, 8] -> [(1, 3), (7, 8)] (seqs sorted, distinct)."""
-    runs: list[tuple[int, int]] = []
-    for seq in seqs:
-        if runs and runs[-1][1] == seq - 1:
-            runs[-1] = (runs[-1][0], seq)
-        else:
-            runs.append((seq, seq))
-    return runs
-
-
-def _json_text(value: Any) -> str:
-    """Compact JSON text: orjson's (ten times faster, same values back from json.loads),
-    or the json module's for what orjson refuses (integers beyond 64 bits)."""
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _memory_text(memory: JobMemory | None) -> str | None:
-    return _json_text(memory.to_dict()) if memory else None
-
-
-def _payload(event: Event) -> bytes:
-    """The envelope as published: `Event.to_json()`'s document, serialized by orjson (a
-    storm serializes 10,000 of them inside the cycle's transaction). The same JSON
-    values; only number spellings may differ (1e16 for 1e+16). What orjson refuses,
-    `to_json` does, as before."""
-    try:
-        return orjson.dumps(event.envelope())
-    except orjson.JSONEncodeError:
-        return event.to_json()
 
 
 class _transaction:
@@ -481,17 +405,3 @@ def _schema_version(db: sqlite3.Connection) -> int | None:
     if row is None or not str(row[0]).isdigit():
         raise _NotOurs("no schema version recorded")
     return int(row[0])
-
-
-def _migrate_from_1(db: sqlite3.Connection) -> None:
-    """Schema 1 kept the whole job in `jobs.state`: move each job's body to `bodies`."""
-    with _transaction(db):
-        db.execute("CREATE TABLE bodies (key TEXT PRIMARY KEY, body TEXT NOT NULL)")
-        rows = db.execute("SELECT key, state FROM jobs").fetchall()
-        for key, state in rows:
-            job = JobState.from_dict(json.loads(state))
-            db.execute(
-                "UPDATE jobs SET state = ? WHERE key = ?", (_json_text(job.head_dict()), key)
-            )
-            db.execute("INSERT INTO bodies VALUES (?, ?)", (key, _json_text(job.body_dict())))
-        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

@@ -1,15 +1,51 @@
-"""Helpers shared by the integration and end-to-end tests."""
+"""A watcher under test: its settings, its state, what it published, its counters."""
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import nats
 
+from dts_sim import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+from watcher.detect import Detection
 from watcher.settings import Settings
-from watcher.simulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+from watcher.store import Store
+
+
+async def wait_until(condition: Callable[[], bool], deadline: float = 30.0) -> None:
+    """Poll a condition on the watcher's own counters (there is no event to wait on)."""
+    with anyio.fail_after(deadline):
+        while not condition():  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+
+
+def job_events(stream: list[dict[str, Any]]) -> dict[str, list[tuple[str, ...]]]:
+    """Per job (id/direction): the (kind, status-or-level) sequence a consumer saw."""
+    out: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+    for event in stream:
+        if not event["type"].startswith("dts.job."):
+            continue
+        data = event["data"]
+        kind = event["type"].rsplit(".", 1)[1]
+        detail = data["level"] if kind == "delay_threshold_crossed" else data["status"]
+        out[f"{data['job_id']}/{data['direction']}"].append((kind, detail))
+    return dict(out)
+
+
+def assert_no_duplicates(stream: list[dict[str, Any]]) -> None:
+    ids = [e["id"] for e in stream]
+    assert len(ids) == len(set(ids)), "an event reached the stream twice"
+
+
+def commit(store: Store, detection: Detection, prefix: str = "dts", chunk: int = 1000) -> None:
+    """Save a whole detection, as the cycle does: every step of `Store.commit_steps`."""
+    for _ in store.commit_steps(detection, prefix, chunk):
+        pass
 
 
 def make_settings(

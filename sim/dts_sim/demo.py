@@ -9,7 +9,6 @@ removes the temporary folder; no process is left behind.
 
 from __future__ import annotations
 
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -19,11 +18,15 @@ import anyio
 import nats
 from nats.aio.msg import Msg
 
+from dts_sim.auth import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+from dts_sim.natsserver import NatsServer
+from dts_sim.server import Simulator
 from watcher.events import parse_envelope, summary
-from watcher.loop import open_watcher
-from watcher.natsserver import NatsServer
+from watcher.service import open_watcher
 from watcher.settings import Settings
-from watcher.simulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Simulator
+from watcher.signals import stop_on_signal
+
+__all__ = ["demo_settings", "run_demo"]
 
 
 def demo_settings(nats_url: str, dts_url: str, regions: list[str], state: Path) -> Settings:
@@ -76,7 +79,7 @@ async def run_demo(
                 async with open_watcher(settings) as watcher, anyio.create_task_group() as tg:
                     tg.start_soon(_advance, sim, step, stop)
                     tg.start_soon(_stop_after, duration, stop)
-                    tg.start_soon(_stop_on_signal, stop)
+                    tg.start_soon(stop_on_signal, stop)
                     await watcher.run(stop, handle_signals=False)
                     tg.cancel_scope.cancel()
                 await nc.flush()
@@ -99,10 +102,3 @@ async def _stop_after(duration: float | None, stop: anyio.Event) -> None:
         return
     await anyio.sleep(duration)
     stop.set()
-
-
-async def _stop_on_signal(stop: anyio.Event) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            stop.set()
-            return

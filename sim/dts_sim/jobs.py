@@ -1,0 +1,281 @@
+"""How a scenario describes one job: the vocabulary, `JobSpec` and its parts, `JobKey`.
+
+These are pydantic models with `extra="forbid"`, so a typo in a scenario file is an error
+that names the file and the field, never a silently ignored key. Statuses are accepted in
+any letter case and stored in DTS's own spelling (`watcher.snapshot.known_status`, the
+one table of those spellings). `ScenarioError` and `describe_validation_error` live here
+because every other part of the simulator raises or formats them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from watcher.snapshot import KNOWN_STATUSES, known_status
+
+__all__ = [
+    "CHECK_STATUSES",
+    "DEFAULT_PRECHECK_ITEMS",
+    "PRECHECK_STATUSES",
+    "QUIRKS",
+    "STAGE_STATUSES",
+    "EndpointSpec",
+    "JobKey",
+    "JobSpec",
+    "ObjectSpec",
+    "PrecheckItemSpec",
+    "PrecheckSpec",
+    "Quirk",
+    "ScenarioError",
+    "Spec",
+    "StageSpec",
+    "choose",
+    "describe_validation_error",
+    "normalize_job_status",
+    "parse_job_key",
+]
+
+
+class ScenarioError(ValueError):
+    """A scenario file (or a change made at run time) that cannot be used, and why."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """pydantic's errors as one line a person can act on: `jobs[2].status: unknown ...`."""
+    parts = []
+    for error in exc.errors():
+        where = ""
+        for piece in error["loc"]:
+            where += f"[{piece}]" if isinstance(piece, int) else (f".{piece}" if where else piece)
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------------------
+# Vocabulary
+# --------------------------------------------------------------------------------------
+
+Quirk = Literal[
+    "lowercase_status",  # "Status": "synchronizing", as in the reference's own sample
+    "numbers_as_json",  # Delay, Percent, Progress, RPS, FLOW, Port as JSON numbers
+    "strings_for_bools",  # "DataInitialization": "true" instead of true
+    "omit_precheck",  # no PrecheckStatus object at all
+    "omit_performance",  # no Performance object at all
+    "empty_strings",  # absent optional values sent as "" instead of being left out
+    "wrapped_lists",  # XML-style wrappers: {"Detail": [...]}, {"SynchronizationInstance": [...]}
+    "lowercase_keys",  # "synchronizationJobId" instead of "SynchronizationJobId"
+    "extra_fields",  # fields the reference does not document
+]
+QUIRKS: tuple[str, ...] = get_args(Quirk)
+
+STAGE_STATUSES = ("NotStarted", "Migrating", "Failed", "Finished")
+PRECHECK_STATUSES = ("NotStarted", "Prechecking", "Success", "Failed", "Finished")
+CHECK_STATUSES = ("Success", "Failed", "Warning")
+
+DEFAULT_PRECHECK_ITEMS: tuple[str, ...] = (
+    "CHECK_CONN_SRC",
+    "CHECK_AUTH_SRC",
+    "CHECK_CONN_DEST",
+    "CHECK_AUTH_DEST",
+    "CHECK_BINLOG_ON",
+    "CHECK_BINLOG_MODE",
+    "CHECK_BINLOG_ROW_IMAGE",
+    "CHECK_SERVER_ID",
+    "CHECK_BINLOG_EXIST",
+    "CHECK_ENGINE",
+    "CHECK_MYSQL_PASSOWRD_FORMAT",  # sic: DTS's own spelling
+    "CHECK_SRC",
+    "CHECK_SAME_OBJ",
+    "CHECK_SQL_MODE",
+    "CHECK_SAME_USER",
+    "CHECK_TOPOLOGY",
+)
+
+
+def choose(value: Any, allowed: Iterable[str], what: str) -> str:
+    """`value` in the spelling of `allowed`, matched case-insensitively."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {type(value).__name__}")
+    options = list(allowed)
+    for option in options:
+        if option.lower() == value.strip().lower():
+            return option
+    raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(options)}")
+
+
+def normalize_job_status(value: Any) -> str:
+    """A job status in DTS's spelling (any letter case accepted), or ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(f"status must be a string, got {type(value).__name__}")
+    found = known_status(value)
+    if found is None:
+        raise ValueError(f"unknown status {value!r}; expected one of {', '.join(KNOWN_STATUSES)}")
+    return found
+
+
+class Spec(BaseModel):
+    """The base of every scenario model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------------------
+# Jobs
+# --------------------------------------------------------------------------------------
+
+
+class PrecheckItemSpec(Spec):
+    name: str
+    status: str = "Success"
+    error_message: str | None = None
+    repair_method: str | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, v: Any) -> str:
+        return choose(v, CHECK_STATUSES, "precheck item status")
+
+
+class PrecheckSpec(Spec):
+    """PrecheckStatus. `items` left out: the 16 usual checks, each with status Success."""
+
+    status: str = "Success"
+    percent: float | None = None
+    items: list[PrecheckItemSpec] | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, v: Any) -> str:
+        return choose(v, PRECHECK_STATUSES, "precheck status")
+
+
+class StageSpec(Spec):
+    """StructureInitializationStatus or DataInitializationStatus."""
+
+    status: str
+    percent: float | None = None
+    progress: int | None = None
+    error_message: str | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, v: Any) -> str:
+        return choose(v, STAGE_STATUSES, "initialization status")
+
+
+class EndpointSpec(Spec):
+    """SourceEndpoint / DestinationEndpoint; fields left out get plausible values."""
+
+    instance_id: str | None = None
+    engine: str | None = None
+    instance_type: str | None = None
+    ip: str | None = None
+    port: int | None = None
+    user: str | None = None
+
+
+class ObjectSpec(Spec):
+    """One SynchronizationObjects entry: a schema, its new name, included/excluded tables."""
+
+    schema_name: str = Field(alias="schema")
+    new_schema: str | None = None
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+
+
+class JobSpec(Spec):
+    """One synchronization job as a scenario describes it.
+
+    A two-way instance is two JobSpecs with the same `id`, one per `direction`. Fields left
+    out get realistic values derived from the id and the status (see `job_to_api`).
+    """
+
+    id: str = Field(min_length=1)
+    region: str = Field(min_length=1)
+    name: str | None = None
+    direction: str = "Forward"
+    status: str = "Synchronizing"
+    delay: int = Field(0, ge=0)
+    error_message: str | None = None
+    pay_type: str = "PostPaid"
+    job_class: str = "medium"
+    resource_group: str | None = None
+    created: datetime | None = None
+    expire_time: datetime | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    precheck: PrecheckSpec | None = None
+    structure_initialization: bool = True
+    data_initialization: bool = True
+    structure_init: StageSpec | None = None
+    data_init: StageSpec | None = None
+    source: EndpointSpec | None = None
+    destination: EndpointSpec | None = None
+    objects: list[ObjectSpec] | None = None
+    rps: float | None = None
+    flow: float | None = None
+    quirks: list[Quirk] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if "/" in v or v != v.strip():
+            raise ValueError(f"job id {v!r} must not contain '/' or surrounding spaces")
+        return v
+
+    @field_validator("direction", mode="before")
+    @classmethod
+    def _direction(cls, v: Any) -> str:
+        return choose(v, ("Forward", "Reverse"), "direction")
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, v: Any) -> str:
+        return normalize_job_status(v)
+
+    @field_validator("pay_type", mode="before")
+    @classmethod
+    def _pay_type(cls, v: Any) -> str:
+        return choose(v, ("PrePaid", "PostPaid"), "pay_type")
+
+    @field_validator("created", "expire_time")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            return v.replace(tzinfo=UTC)  # TOML local datetimes are read as UTC
+        return v
+
+    @property
+    def key(self) -> JobKey:
+        return JobKey(self.id, self.direction)
+
+
+class JobKey(NamedTuple):
+    """A job within a scenario: its id and direction ("id" or "id/Reverse" in files)."""
+
+    id: str
+    direction: str
+
+    def __str__(self) -> str:
+        return self.id if self.direction == "Forward" else f"{self.id}/{self.direction}"
+
+
+def parse_job_key(text: str) -> JobKey:
+    """ "dtsabc" -> (dtsabc, Forward); "dtsabc/Reverse" -> (dtsabc, Reverse)."""
+    job_id, sep, direction = text.strip().partition("/")
+    if not job_id:
+        raise ScenarioError(f"bad job key {text!r}: expected 'id' or 'id/Reverse'")
+    if not sep:
+        return JobKey(job_id, "Forward")
+    try:
+        return JobKey(job_id, choose(direction, ("Forward", "Reverse"), "direction"))
+    except ValueError as exc:
+        raise ScenarioError(f"bad job key {text!r}: {exc}") from None

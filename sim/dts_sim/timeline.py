@@ -1,0 +1,231 @@
+"""The timeline of a scenario: the jobs as they are now, and how far the steps have got.
+
+`ScenarioState` is a plain object without locks; the server serializes access to it. It
+applies steps (add, set, remove, then the step's faults are handed back to the caller),
+run-time changes from the admin API, and what a drift fault does to a region.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from dts_sim.jobs import JobKey, JobSpec, ScenarioError, describe_validation_error, parse_job_key
+from dts_sim.render import BASE_CREATED, display_name, job_to_api, utc_text
+
+if TYPE_CHECKING:
+    from dts_sim.scenario import Fault, Scenario, StepSpec
+
+__all__ = ["ScenarioState"]
+
+# Fields a step's `set` may not change: they are what identifies the job.
+_IDENTITY_FIELDS = frozenset({"id", "region", "direction"})
+
+
+class ScenarioState:
+    """The jobs as they are at the current step. Not thread-safe: callers serialize.
+
+    Jobs keep the order they were created in (file order, then additions); a drift fault
+    may insert one at the front of a region, which is the point of that fault.
+    """
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.step = 0
+        self.note = ""
+        self._jobs: dict[JobKey, JobSpec] = {}
+        # When each job was created, for jobs whose spec does not say: a fixed base time
+        # plus a little per job ever added, so the same scenario always serves the same.
+        self._created_at: dict[JobKey, datetime] = {}
+        self._created = 0
+        self._drift = 0
+        # Bumped by every change to the jobs, so a reader can cache what it derived from
+        # them (benchmarks/simcache.py caches selections per version).
+        self.version = 0
+        for job in scenario.initial_jobs():
+            self.add_job(job)
+
+    # -- reading ---------------------------------------------------------------------
+
+    @property
+    def total_steps(self) -> int:
+        return len(self.scenario.steps)
+
+    def get(self, key: JobKey | str) -> JobSpec | None:
+        return self._jobs.get(key if isinstance(key, JobKey) else parse_job_key(key))
+
+    def jobs(self, region: str | None = None) -> list[JobSpec]:
+        return [j for j in self._jobs.values() if region is None or j.region == region]
+
+    def regions(self) -> list[str]:
+        found = dict.fromkeys(self.scenario.all_regions())
+        for job in self._jobs.values():
+            found.setdefault(job.region)
+        return list(found)
+
+    def select(
+        self,
+        region: str,
+        name: str | None = None,
+        tags: Iterable[tuple[str, str | None]] = (),
+        resource_group: str | None = None,
+    ) -> list[JobSpec]:
+        """The jobs a DescribeSynchronizationJobs call with these filters lists, in order."""
+        wanted_tags = list(tags)
+        needle = name.lower() if name else None
+        # One pass per filter actually given: with 10,000 jobs this is served for every
+        # page request (that misses a cache), so the common case stays one loop.
+        out = [job for job in self._jobs.values() if job.region == region]
+        if needle is not None:
+            out = [job for job in out if needle in display_name(job).lower()]
+        if resource_group:
+            out = [job for job in out if job.resource_group == resource_group]
+        for key, value in wanted_tags:
+            out = [
+                job for job in out if key in job.tags and (value is None or job.tags[key] == value)
+            ]
+        return out
+
+    def render(self, job: JobSpec) -> dict[str, Any]:
+        """`job_to_api(job, scenario quirks)`, with the creation time this state gave it."""
+        return job_to_api(job, self.scenario.quirks, created=self.created_at(job))
+
+    def created_at(self, job: JobSpec) -> datetime:
+        """The job's creation time: its own `created`, else the one given when added."""
+        return job.created or self._created_at.get(job.key, BASE_CREATED)
+
+    # -- changing --------------------------------------------------------------------
+
+    def add_job(self, job: JobSpec | Mapping[str, Any], *, front: bool = False) -> JobSpec:
+        spec = job if isinstance(job, JobSpec) else _validate_job(job)
+        if spec.key in self._jobs:
+            raise ScenarioError(f"job {spec.key} already exists")
+        partner = self._jobs.get(JobKey(spec.id, _other(spec.direction)))
+        if partner is not None:  # the two halves of a two-way instance were created together
+            self._created_at[spec.key] = self.created_at(partner)
+        else:
+            self._created_at[spec.key] = BASE_CREATED + timedelta(minutes=37 * self._created)
+        self._created += 1
+        self.version += 1
+        if front:
+            first = next((k for k, j in self._jobs.items() if j.region == spec.region), None)
+            if first is not None:
+                items = list(self._jobs.items())
+                index = [k for k, _ in items].index(first)
+                items.insert(index, (spec.key, spec))
+                self._jobs = dict(items)
+                return spec
+        self._jobs[spec.key] = spec
+        return spec
+
+    def set_job(self, key: JobKey | str, changes: Mapping[str, Any]) -> JobSpec:
+        """Change some fields of a job. A value of "" puts the field back to its default.
+
+        Nested tables (precheck, structure_init, source, ...) are replaced whole.
+        """
+        job_key = key if isinstance(key, JobKey) else parse_job_key(key)
+        current = self._jobs.get(job_key)
+        if current is None:
+            raise ScenarioError(f"no job {job_key} (jobs are named 'id' or 'id/Reverse')")
+        fields = JobSpec.model_fields
+        known = {info.alias or name for name, info in fields.items()} | set(fields)
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ScenarioError(f"job {job_key}: unknown field(s) {', '.join(unknown)}")
+        fixed = sorted(set(changes) & _IDENTITY_FIELDS)
+        if fixed:
+            raise ScenarioError(f"job {job_key}: {', '.join(fixed)} cannot be changed")
+        data = current.model_dump(exclude_unset=True, by_alias=True)
+        for field, value in changes.items():
+            if isinstance(value, str) and value == "":
+                data.pop(field, None)
+            else:
+                data[field] = value
+        try:
+            updated = JobSpec.model_validate(data)
+        except ValidationError as exc:
+            raise ScenarioError(f"job {job_key}: {describe_validation_error(exc)}") from None
+        self._jobs[job_key] = updated
+        self.version += 1
+        return updated
+
+    def remove_job(self, key: JobKey | str) -> JobSpec:
+        job_key = key if isinstance(key, JobKey) else parse_job_key(key)
+        if job_key not in self._jobs:
+            raise ScenarioError(f"no job {job_key} to remove")
+        self._created_at.pop(job_key, None)
+        self.version += 1
+        return self._jobs.pop(job_key)
+
+    def apply(self, step: StepSpec) -> list[Fault]:
+        """Apply one step's changes; returns the faults it asks for (the caller owns those)."""
+        for job in step.add:
+            self.add_job(job)
+        for key, changes in step.changes.items():
+            self.set_job(key, changes)
+        for key in step.remove:
+            self.remove_job(key)
+        self.note = step.note
+        return list(step.faults)
+
+    def advance(self, n: int = 1) -> list[Fault]:
+        """Apply the next `n` steps (fewer if the timeline ends); returns their faults."""
+        faults: list[Fault] = []
+        while n > 0 and self.step < self.total_steps:
+            index = self.step + 1
+            try:
+                faults.extend(self.apply(self.scenario.steps[self.step]))
+            except ScenarioError as exc:
+                raise ScenarioError(f"steps[{index - 1}] (step {index}): {exc}") from None
+            self.step = index
+            n -= 1
+        return faults
+
+    def drift(self, region: str, action: str) -> JobSpec | None:
+        """What a drift fault does: a job appears at the front of, or leaves, a region."""
+        if action == "add":
+            self._drift += 1
+            return self.add_job(
+                JobSpec(
+                    id=f"dtsdrift{self._drift:03d}",
+                    region=region,
+                    name=f"drifted in {self._drift}",
+                    status="NotStarted",
+                ),
+                front=True,
+            )
+        first = next((k for k, j in self._jobs.items() if j.region == region), None)
+        return self.remove_job(first) if first is not None else None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready view for the admin API: step, note and the jobs per region."""
+        return {
+            "scenario": self.scenario.name,
+            "step": self.step,
+            "steps": self.total_steps,
+            "note": self.note,
+            "regions": {
+                region: [
+                    {
+                        **job.model_dump(mode="json", by_alias=True, exclude_none=True),
+                        "created": utc_text(self.created_at(job)),
+                    }
+                    for job in self.jobs(region)
+                ]
+                for region in self.regions()
+            },
+        }
+
+
+def _other(direction: str) -> str:
+    return "Reverse" if direction == "Forward" else "Forward"
+
+
+def _validate_job(data: Mapping[str, Any]) -> JobSpec:
+    try:
+        return JobSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ScenarioError(f"job: {describe_validation_error(exc)}") from None

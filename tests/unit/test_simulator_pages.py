@@ -1,0 +1,159 @@
+"""The simulator's page seam: the plain renderer and the benchmarks' cache agree byte for byte.
+
+`dts_sim.render.render_page` is what a Simulator serves by default; `benchmarks.simcache.
+CachedPages` is what the benchmarks plug in to serve 10,000 jobs cheaply. Whatever the jobs
+go through (steps, run-time changes, drift, a reset), both must give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from benchmarks.simcache import CachedPages
+from dts_sim import JobSpec, ScenarioState, parse_scenario
+from dts_sim.render import Filters, render_page
+
+SCENARIO = """
+quirks = ["wrapped_lists"]
+
+[[jobs]]
+id = "dtsa"
+region = "cn-hangzhou"
+name = "orders -> warehouse"
+tags = { env = "prod", team = "orders" }
+resource_group = "rg-1"
+
+[[jobs]]
+id = "dtsb"
+region = "cn-hangzhou"
+status = "Failed"
+quirks = ["numbers_as_json", "lowercase_keys"]
+tags = { env = "staging" }
+
+[[jobs]]
+id = "dtsb"
+direction = "Reverse"
+region = "cn-hangzhou"
+status = "Suspending"
+
+[[generate]]
+region = "cn-hangzhou"
+count = 40
+status = ["Synchronizing", "Initializating", "NotStarted"]
+delay = [0, 75]
+tags = { team = "gen" }
+
+[[generate]]
+region = "cn-beijing"
+id_prefix = "dtsbj"
+count = 12
+quirks = ["empty_strings", "extra_fields"]
+
+[[steps]]
+note = "a delay and a failure"
+set = { dtsa = { delay = 420 }, dtsgen007 = { status = "Failed", error_message = "boom" } }
+
+[[steps]]
+note = "a job comes, one goes"
+add = [{ id = "dtsnew", region = "cn-beijing", name = "new orders", tags = { env = "prod" } }]
+remove = ["dtsgen002", "dtsbj003"]
+
+[[steps]]
+note = "renamed"
+set = { dtsbj001 = { name = "renamed orders" } }
+"""
+
+FILTERS = [
+    Filters("cn-hangzhou"),
+    Filters("cn-beijing"),
+    Filters("cn-shenzhen"),  # no jobs at all
+    Filters("cn-hangzhou", name="ORDERS"),
+    Filters("cn-hangzhou", tags=(("env", "prod"),)),
+    Filters("cn-hangzhou", tags=(("team", None),)),
+    Filters("cn-beijing", tags=(("env", None),)),
+    Filters("cn-hangzhou", resource_group="rg-1"),
+]
+
+
+def pages_of(state: ScenarioState) -> Iterator[tuple[Filters, int, int]]:
+    """Every page a client could ask for, and one past the end of each listing."""
+    for filters in FILTERS:
+        for size in (10, 20, 30):
+            for page in range(1, len(state.jobs(filters.region)) // size + 3):
+                yield filters, page, size
+
+
+def assert_same_pages(state: ScenarioState, cache: CachedPages) -> int:
+    served = 0
+    for n, (filters, page, size) in enumerate(pages_of(state)):
+        request_id = f"REQUEST-{n}"
+        plain = render_page(state, filters, page, size, request_id)
+        cached = cache(state, filters, page, size, request_id)
+        assert cached == plain, (filters, page, size)
+        assert json.loads(plain)["RequestId"] == request_id
+        served += 1
+    return served
+
+
+def test_cached_pages_are_byte_identical_to_plain_ones_across_changes() -> None:
+    scenario = parse_scenario(SCENARIO)
+    state = ScenarioState(scenario)
+    cache = CachedPages()  # one cache for everything below: its invalidation is tested
+    assert assert_same_pages(state, cache) > 50
+    assert assert_same_pages(state, cache)  # again, now from the cache
+    for _ in scenario.steps:
+        state.advance()
+        assert_same_pages(state, cache)
+    state.set_job("dtsgen010", {"delay": 5})
+    state.set_job("dtsb/Reverse", {"status": "synchronizing", "quirks": ["lowercase_status"]})
+    assert_same_pages(state, cache)
+    state.add_job({"id": "dtslate", "region": "cn-hangzhou", "tags": {"env": "prod"}})
+    state.remove_job("dtsgen020")
+    assert_same_pages(state, cache)
+    state.drift("cn-hangzhou", "add")  # a job in front of the region: every page shifts
+    assert_same_pages(state, cache)
+    state.drift("cn-hangzhou", "remove")
+    state.drift("cn-beijing", "remove")
+    assert_same_pages(state, cache)
+    # Removed and added again: same spec, a new creation time, so new JSON.
+    removed = state.remove_job("dtsa")
+    assert_same_pages(state, cache)
+    state.add_job(removed)
+    assert_same_pages(state, cache)
+    reset = ScenarioState(scenario)  # what Simulator.reset() does
+    assert_same_pages(reset, cache)
+    reset.advance(2)
+    assert_same_pages(reset, cache)
+
+
+def test_the_cache_renders_a_job_again_only_when_it_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = ScenarioState(parse_scenario(SCENARIO))
+    rendered: list[str] = []
+    plain_render = state.render
+
+    def counting(job: JobSpec) -> dict[str, Any]:
+        rendered.append(str(job.key))
+        return plain_render(job)
+
+    monkeypatch.setattr(state, "render", counting)
+    cache = CachedPages()
+    first = Filters("cn-hangzhou")
+    page = cache(state, first, 1, 10, "request-one")
+    assert len(rendered) == 10
+    assert cache(state, first, 1, 10, "request-two") == page.replace(b"-one", b"-two")
+    assert len(rendered) == 10  # served from the cache
+    changed = state.set_job("dtsa", {"delay": 99})
+    body = json.loads(cache(state, first, 1, 10, "request-three"))
+    assert rendered[10:] == ["dtsa"]  # only the changed job is rendered again
+    (served,) = [
+        job
+        for job in body["SynchronizationInstances"]["SynchronizationInstance"]
+        if job.get("SynchronizationJobId") == changed.id
+    ]
+    assert served["Delay"] == "99"

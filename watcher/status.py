@@ -1,0 +1,75 @@
+"""What the service knows about itself right now: one value that the cycle and the
+publisher keep up to date, and that metrics, `/readyz` and the heartbeat read.
+
+Nothing here binds back into the service: readers get counters, the baseline and two
+functions to ask (the outbox depth, which is an SQLite read, and whether NATS is
+connected), and never the parts that produce them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from watcher.dts.client import ClientStats
+from watcher.events import format_time
+from watcher.publish import PublishStats
+from watcher.snapshot import Snapshot
+from watcher.source_health import SourceHealth
+
+
+@dataclass
+class Status:
+    client: ClientStats = field(default_factory=ClientStats)
+    publishing: PublishStats = field(default_factory=PublishStats)
+    outbox_depth: Callable[[], int] = lambda: 0
+    nats_connected: Callable[[], bool] = lambda: False
+    cycles: int = 0
+    incomplete_cycles: int = 0
+    events: dict[str, int] = field(default_factory=dict)  # by event type
+    last_complete: datetime | None = None
+    baseline: Snapshot | None = None  # the last known state of every tracked job
+    health: SourceHealth = field(default_factory=SourceHealth)
+
+    def count_cycle(self, complete: bool, finished_at: datetime) -> None:
+        self.cycles += 1
+        if complete:
+            self.last_complete = finished_at
+        else:
+            self.incomplete_cycles += 1
+
+    def count_events(self, types: list[str]) -> None:
+        for name in types:
+            self.events[name] = self.events.get(name, 0) + 1
+
+    @property
+    def regions_unavailable(self) -> list[str]:
+        return sorted(name for name, h in self.health.regions.items() if h.announced)
+
+    def readiness(self) -> list[str]:
+        """Why the watcher is not ready; an empty list means ready."""
+        reasons = []
+        if self.last_complete is None:
+            reasons.append("no complete cycle yet: DTS has not been read completely since start")
+        if not self.nats_connected():
+            reasons.append("not connected to NATS: events wait in the outbox")
+        return reasons
+
+    def heartbeat(self) -> dict[str, Any]:
+        """The data of a `heartbeat` event (reads the outbox depth: call it in a thread)."""
+        by_status: dict[str, int] = {}
+        for job in self.baseline or ():
+            by_status[job.status] = by_status.get(job.status, 0) + 1
+        return {
+            "jobs": sum(by_status.values()),
+            "jobs_by_status": dict(sorted(by_status.items())),
+            "cycles": self.cycles,
+            "incomplete_cycles": self.incomplete_cycles,
+            "events_emitted": dict(sorted(self.events.items())),
+            "outbox_depth": self.outbox_depth(),
+            "last_complete_cycle": format_time(self.last_complete) if self.last_complete else None,
+            "regions_unavailable": self.regions_unavailable,
+            "nats_connected": self.nats_connected(),
+        }

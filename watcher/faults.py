@@ -18,7 +18,6 @@ import os
 import signal
 
 ENV = "DTS_WATCHER_TEST_CRASH_AT"
-POINTS = frozenset({"before_commit", "between_commits", "after_commit", "after_publish"})
 
 
 def crash_point(name: str) -> None:

@@ -1,0 +1,137 @@
+"""Where DTS is and how to read it (`[dts]`), and whose key reads it (`[credentials]`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from watcher.settings.common import REGION, Section, http_url
+
+
+class DtsSettings(Section):
+    regions: list[str] = Field(default_factory=lambda: ["cn-hangzhou"], min_length=1)
+    endpoint: str | None = Field(
+        None, description="URL that overrides the per-region endpoint for every region"
+    )
+    page_size: Literal[10, 20, 30] = 30
+    job_name: str | None = Field(None, description="SynchronizationJobName filter (fuzzy)")
+    tags: dict[str, str] = Field(default_factory=dict, description="Tag.N.Key/Value filters")
+    resource_group_id: str | None = None
+    timeout: float = Field(10.0, gt=0, description="seconds per HTTP request")
+    max_attempts: int = Field(5, ge=1, le=20, description="tries per request, first included")
+    backoff_initial: float = Field(0.5, gt=0, description="seconds before the first retry")
+    backoff_max: float = Field(20.0, gt=0, description="longest wait between two tries")
+    rate_limit: float = Field(
+        5.0, gt=0, le=20, description="requests per second per region (DTS allows 20)"
+    )
+    max_concurrent_regions: int = Field(4, ge=1)
+    max_concurrent_pages: int = Field(4, ge=1, description="pages in flight per region")
+    drift_rereads: int = Field(2, ge=0, description="re-reads of a region whose listing moved")
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_are_ids(cls, value: list[str]) -> list[str]:
+        for region in value:
+            if not REGION.match(region):
+                raise ValueError(f"{region!r} is not a region id like 'cn-hangzhou'")
+        if len(set(value)) != len(value):
+            raise ValueError("regions are listed more than once")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_url(cls, value: str | None) -> str | None:
+        return http_url(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_count(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 20:
+            raise ValueError("DTS accepts at most 20 tag filters")
+        if any(not k for k in value):
+            raise ValueError("a tag key cannot be empty")
+        return value
+
+
+_SESSION_NAME = re.compile(r"^[A-Za-z0-9_.@\-]{2,64}$")
+
+
+class CredentialsSettings(Section):
+    """Where the DTS credentials come from; the chain order is in docs/credentials.md."""
+
+    # 1. a static access key (optionally an STS token)
+    access_key_id: str | None = None
+    access_key_secret: SecretStr | None = None
+    security_token: SecretStr | None = None
+    # 2. RRSA: an OIDC token exchanged for a RAM role (Kubernetes on ACK)
+    role_arn: str | None = Field(None, description="RAM role to assume with the OIDC token")
+    oidc_provider_arn: str | None = None
+    oidc_token_file: Path | None = Field(None, description="re-read on every refresh")
+    role_session_name: str | None = Field(None, description="default: dts-watcher-<unix time>")
+    role_session_duration: int = Field(3600, ge=900, le=43200, description="seconds")
+    sts_endpoint: str | None = Field(None, description="default https://sts.aliyuncs.com")
+    sts_region: str | None = Field(None, description="use sts.<region>.aliyuncs.com")
+    # 3. a profile of the Alibaba Cloud CLI's config file
+    profile: str | None = Field(None, description="default: the file's `current`, or default")
+    profile_file: Path | None = Field(None, description="default ~/.aliyun/config.json")
+    # 4. the ECS instance RAM role (metadata service); only when asked for
+    ecs_ram_role: str | None = Field(None, description="role name; enables the ECS source")
+    ecs_metadata_enabled: bool = Field(
+        False, description="use the ECS RAM role even without a name (it is discovered)"
+    )
+    ecs_metadata_url: str = "http://100.100.100.200"
+    imdsv1_disabled: bool = Field(False, description="never fall back to tokenless IMDSv1")
+
+    @field_validator("sts_endpoint")
+    @classmethod
+    def _sts_url(cls, value: str | None) -> str | None:
+        return http_url(value)
+
+    @field_validator("ecs_metadata_url")
+    @classmethod
+    def _metadata_url(cls, value: str) -> str:
+        url = http_url(value)
+        if url is None:
+            raise ValueError("the metadata service URL cannot be empty")
+        return url
+
+    @field_validator("sts_region")
+    @classmethod
+    def _sts_region(cls, value: str | None) -> str | None:
+        if value is not None and not REGION.match(value):
+            raise ValueError(f"{value!r} is not a region id like 'cn-hangzhou'")
+        return value
+
+    @field_validator("role_session_name")
+    @classmethod
+    def _session_name(cls, value: str | None) -> str | None:
+        if value is not None and not _SESSION_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a role session name (2 to 64 letters, digits, '.', '@', "
+                "'-' or '_')"
+            )
+        return value
+
+    @field_validator("role_arn", "oidc_provider_arn", "ecs_ram_role", "profile")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return value.strip() or None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> CredentialsSettings:
+        if self.access_key_id is not None and self.access_key_secret is None:
+            raise ValueError(
+                "an access key id is set but its secret is not: set "
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET (or credentials.access_key_secret)"
+            )
+        if self.access_key_id is None and self.access_key_secret is not None:
+            raise ValueError(
+                "an access key secret is set but its id is not: set "
+                "ALIBABA_CLOUD_ACCESS_KEY_ID (or credentials.access_key_id)"
+            )
+        return self

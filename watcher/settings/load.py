@@ -1,0 +1,207 @@
+"""The whole configuration (`Settings`) and where it comes from (`load_settings`).
+
+Sources, highest priority first: values passed in code, `DTS_WATCHER_*` environment
+variables (nested with `__`, e.g. `DTS_WATCHER_POLL__INTERVAL`), the standard
+`ALIBABA_CLOUD_*` credential variables, a TOML file (`--config FILE` or
+`DTS_WATCHER_CONFIG`), then the defaults of each section. An invalid value is one
+`ConfigError` line naming the setting and where it came from.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from watcher.errors import ConfigError
+from watcher.settings.common import CONFIG_ENV, ENV_PREFIX, redact_url
+from watcher.settings.dts import CredentialsSettings, DtsSettings
+from watcher.settings.nats import NatsSettings
+from watcher.settings.rules import RulesSettings
+from watcher.settings.service import (
+    HealthSettings,
+    HttpSettings,
+    LogSettings,
+    PollSettings,
+    StateSettings,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    dts: DtsSettings = Field(default_factory=DtsSettings)
+    credentials: CredentialsSettings = Field(default_factory=CredentialsSettings)
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    poll: PollSettings = Field(default_factory=PollSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _AlibabaEnvSource(settings_cls),
+            _TomlSource(settings_cls),
+        )
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration as JSON-ready data, secrets shown as `**********`."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        data["nats"]["url"] = self.nats.display_url
+        if self.dts.endpoint:
+            data["dts"]["endpoint"] = redact_url(self.dts.endpoint)
+        return data
+
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "config_file", default=None
+)
+
+
+class _AlibabaEnvSource(PydanticBaseSettingsSource):
+    """The variable names Alibaba's own tools read, so one environment serves both."""
+
+    NAMES: ClassVar[dict[str, str]] = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "access_key_id",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "access_key_secret",
+        "ALIBABA_CLOUD_SECURITY_TOKEN": "security_token",
+        "ALIBABA_CLOUD_ROLE_ARN": "role_arn",
+        "ALIBABA_CLOUD_OIDC_PROVIDER_ARN": "oidc_provider_arn",
+        "ALIBABA_CLOUD_OIDC_TOKEN_FILE": "oidc_token_file",
+        "ALIBABA_CLOUD_ROLE_SESSION_NAME": "role_session_name",
+        "ALIBABA_CLOUD_STS_ENDPOINT": "sts_endpoint",
+        "ALIBABA_CLOUD_STS_REGION": "sts_region",
+        "ALIBABA_CLOUD_PROFILE": "profile",
+        "ALIBABA_CLOUD_CONFIG_FILE": "profile_file",
+        "ALIBABA_CLOUD_ECS_METADATA": "ecs_ram_role",
+        "ALIBABA_CLOUD_IMDSV1_DISABLED": "imdsv1_disabled",
+    }
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {key: os.environ[var] for var, key in self.NAMES.items() if os.environ.get(var)}
+        return {"credentials": found} if found else {}
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_file.get()
+        if path is None:
+            return {}
+        try:
+            with path.open("rb") as handle:
+                return tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+
+
+def env_name(location: tuple[int | str, ...]) -> str:
+    """The environment variable that sets a field, e.g. DTS_WATCHER_POLL__INTERVAL."""
+    parts = [str(p) for p in location if isinstance(p, str)]
+    if parts[:1] == ["credentials"] and len(parts) == 2:
+        inverse = {v: k for k, v in _AlibabaEnvSource.NAMES.items()}
+        return inverse.get(parts[1], ENV_PREFIX + "__".join(p.upper() for p in parts))
+    return ENV_PREFIX + "__".join(p.upper() for p in parts)
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings from every source; raise ConfigError naming the bad setting."""
+    if config_file is None and os.environ.get(CONFIG_ENV):
+        config_file = os.environ[CONFIG_ENV]
+    token = _config_file.set(Path(config_file) if config_file else None)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(_describe_env_json(str(exc))) from None
+    finally:
+        _config_file.reset(token)
+
+
+def _describe(exc: ValidationError) -> str:
+    """One clear line per problem, naming the setting and its environment variable."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = tuple(p for p in error["loc"] if isinstance(p, str | int))
+        dotted = ".".join(str(p) for p in location) or "(settings)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        elif error["type"] == "json_invalid":
+            message = f"not valid JSON ({message})"
+        if len(location) == 1 and error["type"] == "value_error":
+            # A rule across a whole section: its message names the variables itself.
+            lines.append(f"invalid setting {dotted}: {message.removeprefix('Value error, ')}")
+        else:
+            lines.append(f"invalid setting {dotted} ({env_name(location)}): {message}")
+    return "; ".join(lines)
+
+
+def _describe_env_json(fallback: str) -> str:
+    """pydantic-settings reports an env var that is not JSON by section only; name it."""
+    sections = Settings.model_fields
+    for var, value in sorted(os.environ.items()):
+        if not var.startswith(ENV_PREFIX):
+            continue
+        section, _, name = var[len(ENV_PREFIX) :].lower().partition("__")
+        info = sections.get(section)
+        model = info.annotation if info else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        field = model.model_fields.get(name)
+        origin = getattr(field.annotation, "__origin__", None) if field else None
+        if origin not in (list, dict):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            example = '["cn-hangzhou"]' if origin is list else '{"key": "value"}'
+            return (
+                f"invalid setting {section}.{name} ({var}): not valid JSON, expected e.g. {example}"
+            )
+    return f"invalid settings: {fallback}"
+
+
+def settings_digest(settings: Settings) -> str:
+    """A short, stable fingerprint of the effective config (secrets excluded)."""
+    blob = json.dumps(settings.masked(), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

@@ -129,7 +129,7 @@ async def consume(
         while not stop.is_set():
             try:
                 messages = await sub.fetch(batch, timeout=idle)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass, or asyncio's, by path
                 if exit_when_idle:
                     break
                 continue

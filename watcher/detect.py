@@ -198,13 +198,15 @@ class _Events:
         # The id covers the job, the cycle, the moment and the event's place among the
         # job's events, so two events of one kind (both init stages failing) stay distinct.
         n = self._per_job[job.key] = self._per_job.get(job.key, 0) + 1
-        event_id = deterministic_id(str(job.key), kind.name, self._cycle, self._stamp, str(n))
+        event_id = deterministic_id(job.key.encode(), kind.name, self._cycle, self._stamp, str(n))
         body: Mapping[str, Any] = {
             "job_id": job.job_id,
             "job_name": job.job_name,
             "region": job.region,
             "direction": job.direction,
             "status": job.status,
+            "job_type": job.job_type,
+            "account": job.account,
             **data,
         }
         if kind.carries_job:

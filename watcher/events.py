@@ -229,6 +229,8 @@ def summary(document: Mapping[str, Any]) -> str:
         where = f"{data.get('region')}/{data.get('job_id')}"
         if data.get("direction") not in (None, "Forward"):
             where += f"/{data['direction']}"
+        if data.get("account") not in (None, "default"):
+            where = f"{data['account']}:{where}"
     else:
         where = "watcher"
     name = f" ({data['job_name']})" if data.get("job_name") else ""

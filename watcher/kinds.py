@@ -32,6 +32,8 @@ COMMON_JOB_DATA: Final[dict[str, dict[str, Any]]] = {
     "region": {"type": "string", "minLength": 1},
     "direction": {"type": "string"},
     "status": {"type": "string"},
+    "job_type": {"enum": ["sync", "migration", "subscribe"]},
+    "account": {"type": "string", "minLength": 1},
 }
 _NULLABLE_STR: Final = {"type": ["string", "null"]}
 _JOB_OBJECT: Final = {"type": "object", "required": ["job_id", "region", "status"]}

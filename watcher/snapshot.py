@@ -14,6 +14,7 @@ where it matters, and comparable with `==` so detection can skip unchanged jobs 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
@@ -67,17 +68,46 @@ def normalize_status(raw: str | None) -> str:
     return known_status(text) or text
 
 
+DEFAULT_ACCOUNT = "default"
+# What kind of DTS job: synchronization (the legacy listing shows only these), migration,
+# or change tracking (subscription); DescribeDtsJobs lists each type on request.
+JOB_TYPES = ("sync", "migration", "subscribe")
+
+
 class JobKey(NamedTuple):
+    """What identifies a job: its account, region, id and direction (a two-way
+    synchronization is two jobs sharing an id)."""
+
     region: str
     job_id: str
     direction: str
+    account: str = DEFAULT_ACCOUNT
 
     def __str__(self) -> str:
-        return f"{self.region}/{self.job_id}/{self.direction}"
+        """For people: `region/id/direction`, the account first when not the default."""
+        where = f"{self.region}/{self.job_id}/{self.direction}"
+        return where if self.account == DEFAULT_ACCOUNT else f"{self.account}:{where}"
+
+    def encode(self) -> str:
+        """A text that `decode` turns back into this key, whatever the parts hold (the
+        store's row key, the seed of event ids)."""
+        return json.dumps([self.account, self.region, self.job_id, self.direction])
 
     @classmethod
-    def parse(cls, text: str) -> JobKey:
-        # Region and direction never contain "/", a job id might: split from both ends.
+    def decode(cls, text: str) -> JobKey:
+        """Inverse of `encode`; raises ValueError for anything else."""
+        parts = json.loads(text)
+        if not (
+            isinstance(parts, list) and len(parts) == 4 and all(isinstance(p, str) for p in parts)
+        ):
+            raise ValueError(f"not a job key: {text[:80]!r}")
+        account, region, job_id, direction = parts
+        return cls(region, job_id, direction, account)
+
+    @classmethod
+    def parse_legacy(cls, text: str) -> JobKey:
+        """The `region/id/direction` form state schemas 1 and 2 keyed rows by (neither
+        region nor direction held a "/" then; an id might: split from both ends)."""
         region, rest = text.split("/", 1)
         job_id, direction = rest.rsplit("/", 1)
         return cls(region, job_id, direction)
@@ -162,8 +192,13 @@ class JobState:
     direction: str
     job_name: str
     status: str
+    account: str = DEFAULT_ACCOUNT
+    job_type: str = "sync"
     error_message: str | None = None
     delay_seconds: int | None = None
+    # Where replication has got to, as DTS reports it (DescribeDtsJobs' Checkpoint, a
+    # unix time in seconds); None where the API does not say.
+    checkpoint: str | None = None
     pay_type: str | None = None
     job_class: str | None = None
     structure_initialization: bool | None = None
@@ -184,7 +219,7 @@ class JobState:
 
     @property
     def key(self) -> JobKey:
-        return JobKey(self.region, self.job_id, self.direction)
+        return JobKey(self.region, self.job_id, self.direction, self.account)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, stable keys; used by `snapshot`, events and the store.
@@ -206,8 +241,11 @@ class JobState:
             "direction": self.direction,
             "job_name": self.job_name,
             "status": self.status,
+            "account": self.account,
+            "job_type": self.job_type,
             "error_message": self.error_message,
             "delay_seconds": self.delay_seconds,
+            "checkpoint": self.checkpoint,
             "pay_type": self.pay_type,
             "job_class": self.job_class,
             "structure_initialization": self.structure_initialization,

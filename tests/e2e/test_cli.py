@@ -219,6 +219,8 @@ JOB = {
     "job_name": "orders -> warehouse",
     "region": "cn-hangzhou",
     "direction": "Forward",
+    "job_type": "sync",
+    "account": "default",
 }
 DISCOVERED = _envelope(
     "discovered",

@@ -1218,7 +1218,7 @@ def _through_storage(detection: Detection) -> tuple[Snapshot, Memory]:
     memory = Memory(
         cycle=detection.memory.cycle,
         jobs={
-            JobKey.parse(str(key)): decode_memory(value.to_dict())
+            JobKey.decode(key.encode()): decode_memory(value.to_dict())
             for key, value in detection.memory.jobs.items()
         },
     )

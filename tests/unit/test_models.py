@@ -1002,7 +1002,7 @@ def test_property_round_trip(state: JobState) -> None:
 def test_job_key_text_round_trip() -> None:
     key = JobKey("cn-hangzhou", "dtsexjk1alb116lbf1", "Reverse")
     assert str(key) == "cn-hangzhou/dtsexjk1alb116lbf1/Reverse"
-    assert JobKey.parse(str(key)) == key
+    assert JobKey.decode(key.encode()) == key
 
 
 def test_snapshot_completeness() -> None:
@@ -1274,4 +1274,4 @@ def test_duplicate_tag_keys_round_trip() -> None:
 
 def test_job_key_with_slash_in_job_id_round_trips() -> None:
     state = parse_one(job(SynchronizationJobId="dts/odd/id"))
-    assert JobKey.parse(str(state.key)) == state.key
+    assert JobKey.decode(state.key.encode()) == state.key

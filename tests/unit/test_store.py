@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.watcher import commit
 from watcher.detect import Memory, Rules, detect
@@ -286,3 +288,29 @@ def test_unreadable_rows_are_a_clear_error(tmp_path: Path) -> None:
     store._db.execute("UPDATE jobs SET state = '{not json'")
     with pytest.raises(StateError, match="unreadable data"):
         Store.open(path).load()
+
+
+def test_a_schema_2_file_is_rekeyed_so_any_key_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with Store.open(path) as store:  # today's schema, then written back as schema 2 was
+        commit(store, detect(None, snap(job("a/b")), Memory(), Rules(), NOW), "dts")
+    with sqlite3.connect(path) as db:
+        for table in ("jobs", "bodies"):
+            db.execute(f"UPDATE {table} SET key = ?", ("cn-hangzhou/a/b/Forward",))  # noqa: S608
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    with Store.open(path) as store:
+        baseline, _ = store.load()
+        assert list(baseline.jobs) == [JobKey("cn-hangzhou", "a/b", "Forward")]
+        assert store.meta()["schema_version"] == str(SCHEMA_VERSION)
+        # a key that the old form could not hold now survives a save and a load
+        odd = JobState("cn-hangzhou", "x/y", "For/ward", "n", "Synchronizing", account="a/c")
+        commit(store, detect(baseline, snap(job("a/b"), odd), Memory(), Rules(), NOW), "dts")
+    with Store.open(path) as store:
+        assert odd.key in store.load()[0].jobs
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.tuples(st.text(), st.text(), st.text(), st.text()))
+def test_property_any_job_key_round_trips(parts: tuple[str, str, str, str]) -> None:
+    key = JobKey(*parts)
+    assert JobKey.decode(key.encode()) == key

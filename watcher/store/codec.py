@@ -7,7 +7,10 @@ it changed: SQLite rewrites a whole row, overflow pages included, to update one 
 so a storm that moves 10,000 statuses writes a tenth of the bytes. Rule memory is the
 flat object `JobMemory.to_dict()` gives, in `jobs.memory` (NULL when blank).
 
-Schema 1 kept the whole job in `jobs.state`; `migrate_from_1` moves each body out.
+Rows are keyed by `JobKey.encode()` (schema 3), which round-trips any account, region,
+id and direction. `migrate` brings older files up to date, one step at a time: schema 1
+kept the whole job in `jobs.state`; schema 2 keyed rows `region/id/direction`, which a
+"/" in an id or direction could not survive.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from typing import Any
 
 from watcher import fastjson
 from watcher.rules import JobMemory, decode_memory
-from watcher.snapshot import JobState
+from watcher.snapshot import JobKey, JobState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, state TEXT NOT NULL, memory TEXT);
@@ -60,13 +63,35 @@ def decode_memory_text(text: str | None) -> JobMemory | None:
     return decode_memory(data) or None
 
 
-def migrate_from_1(db: sqlite3.Connection) -> None:
-    """Schema 1 kept the whole job in `jobs.state`: move each job's body to `bodies`.
-    Runs inside the caller's transaction."""
+def migrate(db: sqlite3.Connection, version: int) -> None:
+    """Bring a file of schema `version` up to `SCHEMA_VERSION`, inside the caller's
+    transaction; raises LookupError when no migration exists from it."""
+    while version < SCHEMA_VERSION:
+        step = _STEPS.get(version)
+        if step is None:
+            raise LookupError(f"no migration from schema {version}")
+        step(db)
+        version += 1
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+
+def _from_1(db: sqlite3.Connection) -> None:
+    """Schema 1 kept the whole job in `jobs.state`: move each job's body to `bodies`."""
     db.execute("CREATE TABLE bodies (key TEXT PRIMARY KEY, body TEXT NOT NULL)")
     rows = db.execute("SELECT key, state FROM jobs").fetchall()
     for key, state in rows:
         job = JobState.from_dict(json.loads(state))
         db.execute("UPDATE jobs SET state = ? WHERE key = ?", (head_text(job), key))
         db.execute("INSERT INTO bodies VALUES (?, ?)", (key, body_text(job)))
-    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+
+def _from_2(db: sqlite3.Connection) -> None:
+    """Schema 2 keyed rows `region/id/direction`: key them by `JobKey.encode()`."""
+    for table in ("jobs", "bodies"):
+        keys = [key for (key,) in db.execute(f"SELECT key FROM {table}")]  # noqa: S608
+        for key in keys:
+            new = JobKey.parse_legacy(key).encode()
+            db.execute(f"UPDATE {table} SET key = ? WHERE key = ?", (new, key))  # noqa: S608
+
+
+_STEPS = {1: _from_1, 2: _from_2}

@@ -33,7 +33,10 @@ def owner(event: Event) -> JobKey | None:
     """The job an event is about (None for the watcher's own)."""
     if event.region is None or event.job_id is None:
         return None
-    return JobKey(event.region, event.job_id, str(event.data.get("direction")))
+    data = event.data
+    return JobKey(
+        event.region, event.job_id, str(data.get("direction")), str(data.get("account", "default"))
+    )
 
 
 def chunks(owners: Sequence[JobKey | None], size: int, first: int) -> list[tuple[int, int]]:

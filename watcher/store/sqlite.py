@@ -9,7 +9,7 @@ id is the Nats-Msg-Id) absorbs a re-publish of an event whose ack we never saw. 
 is usually one transaction; a storm is several (`commit_steps`), and with events page by
 page each page that changed something is one (`save_page`).
 
-Layout (schema version 2):
+Layout (schema version 3):
     meta(key, value)                 schema_version, cycle, taken_at, writer
     jobs(key, state, memory)         the baseline: last known state + rule memory per job
     bodies(key, body)                the heavy rest of each job's state (see below)
@@ -18,8 +18,8 @@ Layout (schema version 2):
 Only what changed is written: the store remembers what it last loaded or committed and
 compares by identity first (unchanged jobs are the very same objects), then by value.
 A job's heavy, seldom-moving parts (`snapshot.BODY_FIELDS`) live in a table of their
-own, rewritten only when they changed (`codec.py` says why). Schema 1 is migrated on
-open, in one transaction. How rows are encoded is `codec.py`'s business, the outbox
+own, rewritten only when they changed (`codec.py` says why). Older schemas are migrated
+on open, in one transaction. How rows are encoded is `codec.py`'s business, the outbox
 rows' `outbox.py`'s.
 """
 
@@ -94,22 +94,22 @@ class Store:
                 f"state file {path} was written by a newer dts-watcher (schema {version}, "
                 f"this is {__version__} with schema {SCHEMA_VERSION}); upgrade, or {RECOVERY}"
             )
-        if version == 1:
+        if version is not None and version < SCHEMA_VERSION:
             try:
                 with _transaction(db):
-                    codec.migrate_from_1(db)
+                    codec.migrate(db, version)
+            except LookupError:
+                db.close()
+                raise StateError(
+                    f"state file {path} has the old schema {version} and no migration exists; "
+                    f"{RECOVERY}"
+                ) from None
             except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
                 db.close()
                 raise StateError(
-                    f"state file {path} could not be migrated from schema 1 "
+                    f"state file {path} could not be migrated from schema {version} "
                     f"({type(exc).__name__}: {exc}); {RECOVERY}"
                 ) from None
-        elif version is not None and version < SCHEMA_VERSION:
-            db.close()
-            raise StateError(
-                f"state file {path} has the old schema {version} and no migration exists; "
-                f"{RECOVERY}"
-            )
         reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         reader.execute("PRAGMA query_only=1")
         return cls(db, reader, path)
@@ -138,7 +138,7 @@ class Store:
                 meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
                 jobs: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
                 for key, state, body, memory in rows:
-                    jobs[JobKey.parse(key)] = (
+                    jobs[JobKey.decode(key)] = (
                         codec.decode_job(state, body),
                         codec.decode_memory_text(memory),
                     )
@@ -240,7 +240,7 @@ class Store:
                 bodies.append((key, job))
         with self._lock, _transaction(self._db):
             if gone:
-                deletes = [(str(key),) for key in gone]
+                deletes = [(key.encode(),) for key in gone]
                 self._db.executemany("DELETE FROM jobs WHERE key = ?", deletes)
                 self._db.executemany("DELETE FROM bodies WHERE key = ?", deletes)
             # Rows are serialized as SQLite takes them: lists of them all would double
@@ -250,7 +250,7 @@ class Store:
                 "INSERT INTO jobs(key, state, memory)",
                 "ON CONFLICT(key) DO UPDATE SET state = excluded.state, memory = excluded.memory",
                 (
-                    (str(key), codec.head_text(job), codec.memory_text(mem))
+                    (key.encode(), codec.head_text(job), codec.memory_text(mem))
                     for key, job, mem in upserts
                 ),
             )
@@ -258,7 +258,7 @@ class Store:
                 self._db,
                 "INSERT INTO bodies(key, body)",
                 "ON CONFLICT(key) DO UPDATE SET body = excluded.body",
-                ((str(key), codec.body_text(job)) for key, job in bodies),
+                ((key.encode(), codec.body_text(job)) for key, job in bodies),
             )
             self._insert_events(events, prefix)
             if cycle is not None:

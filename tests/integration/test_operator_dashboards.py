@@ -14,19 +14,23 @@ nobody notices until the day it mattered. So:
   expression's aggregations;
 - the dashboard is what `deploy/grafana/build_dashboard.py` builds with Grafana's Foundation
   SDK, round-trips through the SDK's models (generated from Grafana's dashboard schema)
-  without losing a key, and is laid out the way Grafana shows rows;
+  without losing a key, has values of the types those models declare (enums, numbers),
+  and is laid out the way Grafana shows rows;
 - every alert has a `for:`, a severity and annotations that say what to do, and
   `promtool` (where installed) accepts the rules and passes their unit tests.
 """
 
 from __future__ import annotations
 
+import enum
 import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
+import types
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -474,8 +478,7 @@ def round_trip(document: dict[str, Any]) -> dict[str, Any]:
     """The dashboard read into Grafana's models (Foundation SDK) and written out again: a
     key the schema does not know is dropped, so anything but an identical result is a
     key Grafana would not understand."""
-    register_default_plugins()  # panel options and queries decode into their own models
-    model = grafana.Dashboard.from_json(document)
+    model = dashboard_model(document)  # panel options and queries get their own models
     again: dict[str, Any] = json.loads(json.dumps(model, cls=JSONEncoder))
     return again
 
@@ -498,6 +501,65 @@ def differences(a: Any, b: Any, path: str = "") -> list[str]:
             for d in differences(x, y, f"{path}[{i}]")
         ]
     return [] if a == b else [f"{path}: {a!r} became {b!r}"]
+
+
+def schema_errors(value: Any, hint: Any, path: str) -> list[str]:
+    """Where `value` is not of the type the SDK's model declares (`hint`): its models are
+    generated from Grafana's schema, and from_json keeps whatever values it is given."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        options = [a for a in args if value is None or a is not type(None)]
+        options = [a for a in options if isinstance(a, type) and type(value) is a] or options
+        tries = [schema_errors(value, option, path) for option in options]
+        return [] if any(not t for t in tries) else min(tries, key=len)
+    if hint is Any or hint is object:  # panel options: a plugin's own model, or free
+        return model_errors(value, path) if hasattr(value, "to_json") else []
+    if value is None:
+        return [] if hint is type(None) else [f"{path}: null, the schema wants {hint}"]
+    if origin is typing.Literal:
+        return [] if value in args else [f"{path}: {value!r} is none of {args}"]
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{path}: not a list"]
+        return [e for i, v in enumerate(value) for e in schema_errors(v, args[0], f"{path}[{i}]")]
+    if origin is dict:
+        if not isinstance(value, dict):
+            return [f"{path}: not an object"]
+        return [e for k, v in value.items() for e in schema_errors(v, args[1], f"{path}.{k}")]
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        ok = isinstance(value, hint) or value in {member.value for member in hint}
+        return [] if ok else [f"{path}: {value!r} is not a {hint.__name__}"]
+    if isinstance(hint, type) and isinstance(value, dict) and hasattr(hint, "from_json"):
+        # Left raw by the SDK's decoder (transformations): decode and check it here.
+        model = hint.from_json(value)
+        kept = json.loads(json.dumps(model, cls=JSONEncoder))
+        unknown = [f"{path}.{key}: not in the schema" for key in value if key not in kept]
+        return unknown + model_errors(model, path)
+    if hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(hint, type):
+        if isinstance(value, hint) and hasattr(value, "to_json"):
+            return model_errors(value, path)
+        ok = isinstance(value, hint)
+    else:
+        return []
+    return [] if ok else [f"{path}: {value!r}, the schema wants {hint}"]
+
+
+def model_errors(model: Any, path: str = "") -> list[str]:
+    hints = typing.get_type_hints(type(model))
+    return [
+        error
+        for name, hint in hints.items()
+        for error in schema_errors(getattr(model, name), hint, f"{path}.{name}")
+    ]
+
+
+def dashboard_model(document: dict[str, Any]) -> grafana.Dashboard:
+    register_default_plugins()
+    return grafana.Dashboard.from_json(document)
 
 
 def test_the_builder_gives_exactly_the_committed_dashboard() -> None:
@@ -528,6 +590,31 @@ def test_the_round_trip_notices_a_key_grafana_does_not_know(where: str, mistake:
     document = load_dashboard()
     mistake(document)
     assert differences(document, round_trip(document)), f"a misspelt key in the {where} passed"
+
+
+def test_every_value_has_the_type_grafanas_models_declare() -> None:
+    assert not model_errors(dashboard_model(load_dashboard()))
+
+
+@pytest.mark.parametrize(
+    ("where", "mistake"),
+    [
+        ("enum", lambda d: d["panels"][1]["options"].update(colorMode="loud")),
+        ("number", lambda d: d["panels"][1]["fieldConfig"]["defaults"].update(decimals="2")),
+        (
+            "threshold",
+            lambda d: d["panels"][1]["fieldConfig"]["defaults"]["thresholds"]["steps"][1].update(
+                value="60"
+            ),
+        ),
+        ("cursor sync", lambda d: d.update(graphTooltip=7)),
+        ("transformation", lambda d: d["panels"][9]["transformations"][0].update(opts={})),
+    ],
+)
+def test_the_type_check_notices_a_value_grafana_does_not_take(where: str, mistake: Any) -> None:
+    document = load_dashboard()
+    mistake(document)
+    assert model_errors(dashboard_model(document)), f"a wrong {where} passed"
 
 
 def test_the_dashboard_is_laid_out_as_grafana_shows_it() -> None:

@@ -47,12 +47,12 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models import dashboard as grafana
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import make_settings
+from dts_sim import Simulator
+from dts_sim.natsserver import NatsServer
+from tests.support.watcher import make_settings
 from watcher.http import serve_http
-from watcher.loop import open_watcher
-from watcher.natsserver import NatsServer
+from watcher.service import open_watcher
 from watcher.settings import PollSettings, RulesSettings
-from watcher.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
@@ -382,7 +382,7 @@ async def scrape_after_a_scenario(
         health={"unavailable_after": 1, "heartbeat_interval": 0},
     )
     async with open_watcher(settings) as watcher, anyio.create_task_group() as tg:
-        port = await tg.start(serve_http, watcher, watcher.metrics, "127.0.0.1", 0)
+        port = await tg.start(serve_http, watcher.status, watcher.metrics, "127.0.0.1", 0)
         first = await watcher.cycle()  # cn-shanghai refused: source_unavailable
         second = await watcher.cycle()  # read again: source_recovered
         assert (first.complete, second.complete) == (False, True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -57,11 +58,29 @@ def _ensure_venv() -> None:
 
 
 def _run(*args: str) -> int:
+    """Run a task in the venv and return its exit code.
+
+    The task runs in a session of its own, and SIGINT and SIGTERM that reach this process
+    are passed on to it once: a terminal's Ctrl-C (sent to the whole foreground group)
+    then reaches the task exactly once, whichever of the two gets it, and the task shuts
+    down in its own order (the demo: watcher first, then NATS and the simulator).
+    """
     env = dict(os.environ)
     # Put the venv first on PATH so `nats-server` and `dts-watcher` resolve to ours.
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(VENV)
-    return subprocess.run(list(args), cwd=ROOT, env=env).returncode
+    child = subprocess.Popen(list(args), cwd=ROOT, env=env, start_new_session=True)
+
+    def forward(signum: int, frame: object) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def lint() -> int:

@@ -16,10 +16,14 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 async def stop_on_signal(stop: anyio.Event, on_signal: Callable[[str], None] | None = None) -> None:
-    """Until cancelled: set `stop` at the first SIGTERM or SIGINT (`on_signal(name)`)."""
+    """Until cancelled: set `stop` at SIGTERM or SIGINT (`on_signal(name)` for each).
+
+    Signals keep being received until this task is cancelled: a second Ctrl-C during
+    the shutdown does not cut it short with a KeyboardInterrupt (the shutdown is
+    bounded: a cycle in flight, an outbox flush).
+    """
     with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async for signum in signals:
             if on_signal is not None:
                 on_signal(signal.Signals(signum).name)
             stop.set()
-            return

@@ -49,44 +49,63 @@ async def run_demo(
     step: float | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
-    with tempfile.TemporaryDirectory(prefix="dts-watcher-demo-") as tmp:
-        folder = Path(tmp)
-        (folder / "nats").mkdir()
-        server = NatsServer(store_dir=folder / "nats")
-        with server, Simulator(scenario) as sim:
-            step = step or sim.scenario.step_seconds
-            settings = demo_settings(
-                server.url, sim.url, sim.scenario.all_regions(), folder / "state.db"
-            )
-            print(
-                f"demo: nats-server at {server.url}, DTS simulator at {sim.url} "
-                f"(scenario {sim.scenario.name!r}, a step every {step:g}s), "
-                f"watcher polling every second; Ctrl-C to stop",
-                file=out,
-                flush=True,
-            )
-            stop = anyio.Event()
-            nc = await nats.connect(server.url)
-            try:
+    """Run until `duration` passes or SIGINT/SIGTERM comes; then stop the watcher first
+    (its `stopped` event published), then NATS and the simulator, and remove the folder.
 
-                async def show(msg: Msg) -> None:
-                    try:
-                        print(summary(parse_envelope(msg.data)), file=out, flush=True)
-                    except ValueError:
-                        print(f"(not an event on {msg.subject})", file=out, flush=True)
-
-                await nc.subscribe(f"{settings.nats.subject_prefix}.>", cb=show)
-                async with open_watcher(settings) as watcher, anyio.create_task_group() as tg:
-                    tg.start_soon(_advance, sim, step, stop)
-                    tg.start_soon(_stop_after, duration, stop)
-                    tg.start_soon(stop_on_signal, stop)
-                    await watcher.run(stop, handle_signals=False)
-                    tg.cancel_scope.cancel()
-                await nc.flush()
-            finally:
-                await nc.close()
+    The signals are received for the whole run, set-up and clean-up included, so a
+    Ctrl-C (or two) at any moment ends it in that order, with no traceback.
+    """
+    stop = anyio.Event()
+    async with anyio.create_task_group() as signals:
+        signals.start_soon(stop_on_signal, stop)
+        with tempfile.TemporaryDirectory(prefix="dts-watcher-demo-") as tmp:
+            folder = Path(tmp)
+            (folder / "nats").mkdir()
+            with NatsServer(store_dir=folder / "nats") as server, Simulator(scenario) as sim:
+                if not stop.is_set():
+                    await _show_and_watch(server, sim, step, duration, stop, folder, out)
+        signals.cancel_scope.cancel()
     print("demo: stopped", file=out, flush=True)
     return 0
+
+
+async def _show_and_watch(
+    server: NatsServer,
+    sim: Simulator,
+    step: float | None,
+    duration: float | None,
+    stop: anyio.Event,
+    folder: Path,
+    out: TextIO,
+) -> None:
+    step = step or sim.scenario.step_seconds
+    settings = demo_settings(server.url, sim.url, sim.scenario.all_regions(), folder / "state.db")
+    print(
+        f"demo: nats-server at {server.url}, DTS simulator at {sim.url} "
+        f"(scenario {sim.scenario.name!r}, a step every {step:g}s), "
+        f"watcher polling every second; Ctrl-C to stop",
+        file=out,
+        flush=True,
+    )
+    nc = await nats.connect(server.url)
+    try:
+
+        async def show(msg: Msg) -> None:
+            try:
+                print(summary(parse_envelope(msg.data)), file=out, flush=True)
+            except ValueError:
+                print(f"(not an event on {msg.subject})", file=out, flush=True)
+
+        await nc.subscribe(f"{settings.nats.subject_prefix}.>", cb=show)
+        async with open_watcher(settings) as watcher, anyio.create_task_group() as tg:
+            tg.start_soon(_advance, sim, step, stop)
+            tg.start_soon(_stop_after, duration, stop)
+            await watcher.run(stop, handle_signals=False)
+            tg.cancel_scope.cancel()
+        await nc.flush()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await nc.close()
 
 
 async def _advance(sim: Simulator, step: float, stop: anyio.Event) -> None:

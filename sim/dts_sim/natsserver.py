@@ -90,8 +90,14 @@ class NatsServer:
             args += ["-js", "-sd", str(self.store_dir)]
         args += list(self.extra_args)
         log = (self.store_dir / "nats-server.log").open("ab")
+        # A session of its own: a terminal's Ctrl-C, sent to the whole foreground group,
+        # must not stop NATS before the watcher has published what it has to say.
         self._process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout

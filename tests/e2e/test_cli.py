@@ -477,3 +477,41 @@ def test_demo_shows_every_kind_of_event_and_leaves_nothing_behind(
 
     assert _refuses(nats_url), f"something still listens on {nats_url}"
     assert _refuses(simulator_url), f"something still listens on {simulator_url}"
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("entry", "how"),
+    [
+        ("dev.py", "ctrl-c"),  # the terminal signals the whole foreground group
+        ("dev.py", "dev.py alone"),  # `kill -INT` of the dev.py process only
+        ("dts-watcher", "ctrl-c"),
+        ("dts-watcher", "demo alone"),
+    ],
+)
+def test_ctrl_c_stops_the_demo_in_order_and_leaves_nothing_behind(
+    entry: str, how: str, tmp_path: Path
+) -> None:
+    argv = [sys.executable, str(ROOT / "dev.py")] if entry == "dev.py" else None
+    env = cli_env({"TMPDIR": str(tmp_path)})  # the demo's folder goes here, to be checked
+    with CliProcess("demo", "--step", "1", env=env, cwd=ROOT, argv=argv, own_group=True) as demo:
+        banner = demo.wait_for_line(lambda line: line.startswith("demo: nats-server at"))
+        demo.wait_for_line(lambda line: " discovered " in line)  # the watcher is at work
+        if how == "ctrl-c":
+            demo.interrupt_group()
+        else:
+            demo.send_signal(signal.SIGINT)
+        code = demo.wait(60)
+        left = demo.descendants()
+    assert code == 0, demo.describe()
+    assert "Traceback" not in demo.stderr and "KeyboardInterrupt" not in demo.stderr
+    lines = demo.stdout_lines
+    assert lines[-1] == "demo: stopped", demo.describe()
+    assert any(" stopped " in line and " watcher " in line for line in lines), demo.describe()
+    assert not left, f"processes left behind: {left}"
+    assert not list(tmp_path.glob("dts-watcher-demo-*")), "the demo's folder is still there"
+    urls = re.search(r"at (nats://\S+), DTS simulator at (http://[^\s,]+)", banner)
+    assert urls is not None
+    assert _refuses(urls.group(1)) and _refuses(urls.group(2))

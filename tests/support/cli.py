@@ -10,6 +10,7 @@ always killed on the way out.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -127,15 +128,26 @@ async def eventually(
 class CliProcess:
     """A `dts-watcher` command running in the background, its output collected by line."""
 
-    def __init__(self, *args: str, env: Mapping[str, str], cwd: Path) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: Mapping[str, str],
+        cwd: Path,
+        argv: Sequence[str] | None = None,
+        own_group: bool = False,
+    ) -> None:
+        """`argv` replaces `python -m watcher` (e.g. `python3 dev.py`); `own_group` starts
+        it as a terminal starts a foreground job: a process group of its own, which
+        `interrupt_group` sends SIGINT to, as Ctrl-C does."""
         self.args = args
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
         self._changed = threading.Condition()
         self.popen = subprocess.Popen(
-            command(*args),
+            [*argv, *args] if argv is not None else command(*args),
             env=dict(env),
             cwd=cwd,
+            start_new_session=own_group,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -204,6 +216,24 @@ class CliProcess:
     def send_signal(self, signum: signal.Signals) -> None:
         self.popen.send_signal(signum)
 
+    def interrupt_group(self) -> None:
+        """Ctrl-C at a terminal: SIGINT to every process of the job's group."""
+        os.killpg(self.popen.pid, signal.SIGINT)
+
+    def descendants(self) -> list[int]:
+        """Pids of every process started under this one, still alive (Linux /proc)."""
+        found, todo = [], [self.popen.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+            except OSError:
+                continue
+            children = [int(c) for c in text.split()]
+            found += children
+            todo += children
+        return found
+
     def wait(self, timeout: float = DEADLINE) -> int:
         """The exit code; fails the test (and kills the process) after `timeout`."""
         try:
@@ -219,6 +249,9 @@ class CliProcess:
         return await anyio.to_thread.run_sync(self.wait, within)
 
     def kill(self) -> None:
+        for pid in self.descendants():  # those in sessions of their own too
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait()

@@ -189,9 +189,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except ImportError:
         raise MissingExtra(f"simulate {SIM_EXTRA}") from None
 
+    if args.scenario_name and args.scenario and args.scenario_name != args.scenario:
+        raise ConfigError("give the scenario once: as SCENARIO or as --scenario")
+    scenario = args.scenario_name or args.scenario or "demo"
     configure_logging(args.log_level or "info", args.log_format or "console")
     try:
-        code: int = serve(args.scenario, host=args.host, port=args.port, auto_advance=args.step)
+        code: int = serve(scenario, host=args.host, port=args.port, auto_advance=args.step)
     except ScenarioError as exc:
         raise ConfigError(str(exc)) from None
     return code
@@ -295,8 +298,12 @@ def _tail_arguments(p: argparse.ArgumentParser) -> None:
 
 def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--scenario", default="demo", help="built-in scenario name or path to a TOML file"
+        "scenario_name",
+        nargs="?",
+        metavar="SCENARIO",
+        help="built-in scenario name or path to a TOML file (default: demo)",
     )
+    p.add_argument("--scenario", help="the same, as an option")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument(

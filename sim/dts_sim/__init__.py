@@ -55,7 +55,7 @@ from dts_sim.scenario import (
     load_scenario,
     parse_scenario,
 )
-from dts_sim.server import RequestRecord, Simulator
+from dts_sim.server import RequestRecord, Simulator, SimulatorBindError
 from dts_sim.timeline import ScenarioState
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ __all__ = [
     "ScenarioError",
     "ScenarioState",
     "Simulator",
+    "SimulatorBindError",
     "StageSpec",
     "StepSpec",
     "builtin_scenarios",

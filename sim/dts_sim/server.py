@@ -42,8 +42,9 @@ from dts_sim.jobs import JobKey, JobSpec, ScenarioError, describe_validation_err
 from dts_sim.render import PageSource, render_page
 from dts_sim.scenario import Fault, Scenario, load_scenario
 from dts_sim.timeline import ScenarioState
+from watcher.errors import ConfigError
 
-__all__ = ["RequestRecord", "Simulator"]
+__all__ = ["RequestRecord", "Simulator", "SimulatorBindError"]
 
 log = logging.getLogger("dts_sim")
 
@@ -76,6 +77,10 @@ class _Outcome:
     fault: str | None = None
     access_key_id: str | None = None
     delay: float = 0.0  # a slow fault: seconds to wait before sending the answer
+
+
+class SimulatorBindError(ConfigError):
+    """The simulator cannot listen where it was told to (the CLI: one line, exit 2)."""
 
 
 class Simulator:
@@ -148,7 +153,13 @@ class Simulator:
         if self._server is not None:
             raise RuntimeError("simulator already started")
         self._stopping.clear()
-        server = HttpServer((self._host, self._port), self._handle)
+        try:
+            server = HttpServer((self._host, self._port), self._handle)
+        except OSError as exc:  # the port is taken, the address is not ours
+            raise SimulatorBindError(
+                f"the simulator cannot listen on {self._host}:{self._port}: "
+                f"{exc.strerror or exc} (choose another --port, or 0 for a free one)"
+            ) from None
         self._server = server
         serving = threading.Thread(
             target=server.serve_forever,
@@ -176,6 +187,8 @@ class Simulator:
         if server is None:
             return
         self._stopping.set()  # wakes slow faults and the auto-advance ticker
+        with self._advanced:
+            self._advanced.notify_all()  # and a ticker waiting at the end of the timeline
         server.shutdown()  # the accept loop ends
         server.close_connections()  # idle keep-alive readers see end of file
         server.server_close()  # listening socket closed, handler threads joined
@@ -434,7 +447,12 @@ class Simulator:
 
     def _auto_loop(self, interval: float) -> None:
         while not self._stopping.wait(interval):
-            if self.step >= self.total_steps:
-                return
+            with self._advanced:
+                if self._state.step >= self.total_steps:
+                    # The end: wait for a reset (back to step 0), or for stop().
+                    self._advanced.wait_for(
+                        lambda: self._stopping.is_set() or self._state.step < self.total_steps
+                    )
+                    continue
             step = self.advance()
             log.info("simulator advanced to step %d/%d %s", step, self.total_steps, self.note)

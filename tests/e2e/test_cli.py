@@ -433,6 +433,22 @@ def demo_process(
         yield demo
 
 
+def test_simulate_takes_the_scenario_as_docs_show_and_a_busy_port_in_one_line(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    with CliProcess("simulate", "demo", "--port", str(port), env=cli_env(), cwd=tmp_path) as sim:
+        banner = sim.wait_for_line(lambda line: "DTS simulator serving" in line)
+        assert "scenario 'demo'" in banner
+        busy = run_cli("simulate", "demo", "--port", str(port), env=cli_env(), cwd=tmp_path)
+        sim.send_signal(signal.SIGINT)
+        assert sim.wait() == 0
+    assert busy.returncode == 2
+    assert len(busy.stderr.strip().splitlines()) == 1, busy.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    assert "Traceback" not in busy.stderr
+
+
 @pytest.mark.parametrize("command", ["demo", "simulate"])
 def test_without_the_simulator_the_command_says_how_to_get_it(command: str, tmp_path: Path) -> None:
     """A runtime install has no `dts_sim`: one line saying which extra to install."""

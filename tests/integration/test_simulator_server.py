@@ -28,6 +28,7 @@ from dts_sim import (
     DEFAULT_ACCESS_KEY_SECRET,
     Fault,
     Simulator,
+    SimulatorBindError,
     load_scenario,
     parse_scenario,
 )
@@ -975,6 +976,23 @@ def test_auto_advance(clock: Clock) -> None:
         assert sim.wait_for_step(sim.total_steps, timeout=10)
         assert sim.job("dtsdemo08") is None  # the last step was applied
     assert sim.step == sim.total_steps
+
+
+def test_a_reset_after_the_last_step_starts_the_timeline_again(clock: Clock) -> None:
+    with Simulator("demo", clock=clock, auto_advance=0.01) as sim:
+        assert sim.wait_for_step(sim.total_steps, timeout=10)
+        sim.reset()
+        assert sim.step < sim.total_steps
+        assert sim.wait_for_step(sim.total_steps, timeout=10)  # auto-advanced again
+    assert not sim.running  # and stop() still ends the waiting ticker
+
+
+def test_a_busy_port_is_one_clear_error() -> None:
+    with Simulator(None) as first:
+        taken = Simulator(None, port=first.address[1])
+        with pytest.raises(SimulatorBindError, match=f"127.0.0.1:{first.address[1]}"):
+            taken.start()
+        assert not taken.running
 
 
 def test_serve_prints_how_to_connect_and_stops_on_sigint(client: httpx.Client) -> None:

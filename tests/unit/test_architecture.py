@@ -31,7 +31,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("DTS, state, NATS", ("watcher.dts", "watcher.store", "watcher.publish")),
     ("what the service knows", ("watcher.status", "watcher.metrics", "watcher.http")),
     ("the cycle and the service", ("watcher.cycle", "watcher.service")),
-    ("commands", ("watcher.probe", "watcher.tail", "watcher.cli", "watcher.__main__")),
+    (
+        "commands",
+        ("watcher.probe", "watcher.tail", "watcher.cli", "watcher.__main__", "watcher.healthcheck"),
+    ),
 ]
 ALWAYS = ("watcher", "watcher.__init__")  # the package itself: its version
 

@@ -137,21 +137,27 @@ def healthcheck_command() -> list[str]:
 @pytest.mark.anyio
 async def test_the_healthcheck_command_passes_only_when_healthz_answers() -> None:
     command = healthcheck_command()
-    assert command[0] == "python" and "/healthz" in command[-1]
+    assert command == ["python", "-m", "watcher.healthcheck"]
     python = [sys.executable, *command[1:]]
 
     # /healthz answers whatever the watcher's state: not ready, still alive
     idle = Status()  # no complete cycle, no NATS
 
-    def check(port: int) -> int:
+    def check(port: int, host: str | None = None) -> int:
         env = {**os.environ, "DTS_WATCHER_HTTP__PORT": str(port)}
+        if host is not None:
+            env["DTS_WATCHER_HTTP__HOST"] = host
         return subprocess.run(python, env=env, capture_output=True, timeout=30).returncode
 
     async with anyio.create_task_group() as tg:
         port = await tg.start(serve_http, idle, Metrics(idle), "127.0.0.1", 0)
         assert await anyio.to_thread.run_sync(check, port) == 0
+        assert await anyio.to_thread.run_sync(check, port, "127.0.0.1") == 0
+        assert await anyio.to_thread.run_sync(check, port, "0.0.0.0") == 0  # noqa: S104
         tg.cancel_scope.cancel()
     assert await anyio.to_thread.run_sync(check, port) != 0  # nothing listening any more
+    # The README: DTS_WATCHER_HTTP__PORT=0 turns the endpoint and the check off.
+    assert await anyio.to_thread.run_sync(check, 0) == 0
 
 
 def test_every_setting_the_deployment_files_name_exists() -> None:

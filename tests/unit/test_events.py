@@ -405,3 +405,18 @@ def test_summary_of_a_watcher_event() -> None:
     assert "\n" not in text
     assert "warning" in text and "cycle_incomplete" in text
     assert "watcher" in text and "Throttling.User" in text
+
+
+def test_a_watcher_event_summary_shows_what_matters_whole_and_marks_any_cut() -> None:
+    long = "Throttling.User: Request was denied due to user flow control. " * 6
+    regions = {
+        "cn-hangzhou": {"error_code": "Throttling.User", "error": f"DTS cn-hangzhou: {long}"},
+        "cn-shanghai": {"error_code": "Forbidden.RAM", "error": "DTS cn-shanghai: no permission"},
+    }
+    text = line(watcher_event("cycle_incomplete", "warning", T, {"regions": regions}))
+    assert "cn-hangzhou: Throttling.User" in text and "cn-shanghai: Forbidden.RAM" in text
+    assert "no permission" in text  # short messages whole
+    assert "…" in text  # the long one cut, and the cut marked
+    for kind in WATCHER_KINDS:  # any data, any kind: one line, no exception
+        odd = line(watcher_event(kind, "info", T, {"regions": ["x"], "region": None, "n": long}))
+        assert "\n" not in odd

@@ -75,6 +75,35 @@ def test_invalid_values_name_the_setting(
         load_settings()
 
 
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        ("[poll]\ninterval = 0.5\n", "key poll.interval"),
+        ('[dts]\nregions = ["cn hangzhou"]\n', "key dts.regions"),
+        ("[nats]\nduplicate_window = 30\n", "key nats.duplicate_window"),
+    ],
+)
+def test_an_invalid_value_from_the_file_is_named_by_file_and_key(
+    tmp_path: Path, toml: str, named: str
+) -> None:
+    config = tmp_path / "w.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert f"config file {config}, {named}" in str(caught.value)
+    assert "DTS_WATCHER_" not in str(caught.value)  # not blamed on a variable nobody set
+
+
+def test_an_invalid_value_from_the_environment_is_named_by_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "w.toml"
+    config.write_text("[poll]\ninterval = 12\n")
+    monkeypatch.setenv("DTS_WATCHER_POLL__INTERVAL", "0.5")
+    with pytest.raises(ConfigError, match=r"\(DTS_WATCHER_POLL__INTERVAL\)"):
+        load_settings(config)
+
+
 def test_secrets_are_masked_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIkey")
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "very-secret")

@@ -150,15 +150,50 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(_describe(exc, _toml_data(config_file))) from None
     except SettingsError as exc:
         raise ConfigError(_describe_env_json(str(exc))) from None
     finally:
         _config_file.reset(token)
 
 
-def _describe(exc: ValidationError) -> str:
-    """One clear line per problem, naming the setting and its environment variable."""
+def _toml_data(config_file: Path | str | None) -> dict[str, Any]:
+    """The config file's content, to tell which settings came from it (errors only)."""
+    if not config_file:
+        return {}
+    try:
+        with Path(config_file).open("rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _origin(location: tuple[int | str, ...], toml: dict[str, Any]) -> str:
+    """Where the value at `location` came from: its environment variable when that is
+    set, else the config file's key when the file has it, else the variable to set."""
+    variable = env_name(location)
+    if variable in os.environ:
+        return variable
+    node: Any = toml
+    for part in location:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return variable
+    key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in location)
+    return f"{_config_file_name(toml)}, key {key.replace('.[', '[')}"
+
+
+def _config_file_name(toml: dict[str, Any]) -> str:
+    path = _config_file.get()
+    return f"config file {path}" if path is not None else "config file"
+
+
+def _describe(exc: ValidationError, toml: dict[str, Any] | None = None) -> str:
+    """One clear line per problem, naming the setting and where its value came from (its
+    environment variable, or the config file and key)."""
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
         location = tuple(p for p in error["loc"] if isinstance(p, str | int))
@@ -172,7 +207,7 @@ def _describe(exc: ValidationError) -> str:
             # A rule across a whole section: its message names the variables itself.
             lines.append(f"invalid setting {dotted}: {message.removeprefix('Value error, ')}")
         else:
-            lines.append(f"invalid setting {dotted} ({env_name(location)}): {message}")
+            lines.append(f"invalid setting {dotted} ({_origin(location, toml or {})}): {message}")
     return "; ".join(lines)
 
 

@@ -176,12 +176,11 @@ def _origin(location: tuple[int | str, ...], toml: dict[str, Any]) -> str:
         return variable
     node: Any = toml
     for part in location:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
+        in_table = isinstance(node, dict) and part in node
+        in_array = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if not (in_table or in_array):
             return variable
+        node = node[part]
     key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in location)
     return f"{_config_file_name(toml)}, key {key.replace('.[', '[')}"
 

@@ -30,7 +30,10 @@ from watcher.errors import (
     exit_code,
 )
 from watcher.logs import configure as configure_logging
+from watcher.logs import get_logger
 from watcher.settings import Settings, load_settings
+
+log = get_logger("watcher.cli")
 
 SIM_EXTRA = (
     "needs the simulator, which is not installed: pip install 'dts-watcher[sim]' "
@@ -61,12 +64,17 @@ def _positive_int(text: str) -> int:
 def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
     configure_logging(args.log_level or settings.log.level, args.log_format or settings.log.format)
+    for warning in settings.warnings():
+        log.warning("config.suspicious", warning=warning)
     return settings
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = load_settings(args.config)
+    configure_logging(args.log_level or settings.log.level, args.log_format or settings.log.format)
     print(json.dumps(settings.masked(), indent=2, default=str), flush=True)
+    for warning in settings.warnings():  # on stderr: stdout stays one JSON document
+        print(f"dts-watcher: warning: {warning}", file=sys.stderr)
     if not args.probe:
         return EXIT_OK
     from watcher.probe import probe

@@ -34,6 +34,7 @@ from watcher.dts.credentials import describe, provider_from_settings
 from watcher.errors import why
 from watcher.publish import connect_options
 from watcher.settings import Settings
+from watcher.settings.regions import unknown_region_warnings
 
 PROBE_PAGE_SIZE = 10
 
@@ -100,7 +101,13 @@ async def _probe_region(client: DtsClient, region: str, settings: Settings) -> V
         return Verdict(check, False, f"no answer within {settings.dts.timeout:g}s from {where}")
     total = page.total_record_count
     jobs = "jobs visible" if total != 1 else "job visible"
-    return Verdict(check, True, f"credentials accepted, {total} {jobs} ({where})")
+    seen = f"credentials accepted, {total} {jobs}"
+    doubts = unknown_region_warnings([region], settings.dts.allow_regions)
+    if total == 0 and doubts:
+        return Verdict(check, False, f"{seen} ({where}), and {doubts[0]}")
+    if total == 0:
+        seen += ": is the region right?"
+    return Verdict(check, True, f"{seen} ({where})")
 
 
 def _endpoint(settings: Settings, region: str) -> str:

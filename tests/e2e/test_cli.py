@@ -449,6 +449,15 @@ def test_simulate_takes_the_scenario_as_docs_show_and_a_busy_port_in_one_line(
     assert "Traceback" not in busy.stderr
 
 
+def test_check_config_warns_about_a_region_dts_does_not_serve(tmp_path: Path) -> None:
+    env = cli_env({"DTS_WATCHER_DTS__REGIONS": '["cn-hangzou"]'})
+    result = run_cli("check-config", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr  # valid, but probably wrong: a warning
+    assert json.loads(result.stdout)["dts"]["regions"] == ["cn-hangzou"]
+    assert "warning: region 'cn-hangzou' is not one DTS serves" in result.stderr
+    assert "did you mean 'cn-hangzhou'?" in result.stderr
+
+
 @pytest.mark.parametrize("command", ["demo", "simulate"])
 def test_without_the_simulator_the_command_says_how_to_get_it(command: str, tmp_path: Path) -> None:
     """A runtime install has no `dts_sim`: one line saying which extra to install."""

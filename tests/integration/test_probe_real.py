@@ -48,13 +48,31 @@ async def test_everything_right_passes_and_says_what_it_saw(
     assert all(v.ok for v in verdicts), verdicts
     checks = by_check(verdicts)
     assert "3 jobs visible" in checks["DTS cn-hangzhou"].message
-    assert "0 jobs visible" in checks["DTS cn-shanghai"].message
+    assert "0 jobs visible: is the region right?" in checks["DTS cn-shanghai"].message
     assert "stream DTS_EVENTS does not exist yet" in checks["NATS"].message
     assert str(checks["NATS"]).startswith("ok   NATS: connected to 127.0.0.1:")
     # exactly one call per region, with PageSize 10
     requests = simulator.requests
     assert sorted(r.region or "" for r in requests) == REGIONS
     assert {r.page_size for r in requests} == {10}
+
+
+async def test_a_misspelled_region_with_no_jobs_fails_the_probe_with_a_guess(
+    tmp_path: Path, nats_server: NatsServer, simulator: Simulator
+) -> None:
+    settings = settings_for(tmp_path, nats_server.url, simulator.url, ["cn-hangzou"])
+    verdict = by_check(await probe(settings))["DTS cn-hangzou"]
+    assert not verdict.ok
+    assert "0 jobs visible" in verdict.message and "did you mean 'cn-hangzhou'?" in verdict.message
+    # a region DTS opened after this release: named in allow_regions, it is trusted
+    allowed = settings_for(
+        tmp_path,
+        nats_server.url,
+        simulator.url,
+        ["cn-hangzou"],
+        dts={"allow_regions": ["cn-hangzou"]},
+    )
+    assert by_check(await probe(allowed))["DTS cn-hangzou"].ok
 
 
 @pytest.mark.parametrize(

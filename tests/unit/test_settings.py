@@ -104,6 +104,16 @@ def test_an_invalid_value_from_the_environment_is_named_by_its_variable(
         load_settings(config)
 
 
+def test_a_region_dts_does_not_serve_is_a_warning_with_a_guess_not_an_error() -> None:
+    settings = load_settings(dts={"regions": ["cn-hangzou", "cn-shanghai", "xx-newplace-1"]})
+    warnings = settings.warnings()
+    assert len(warnings) == 2
+    assert "'cn-hangzou'" in warnings[0] and "did you mean 'cn-hangzhou'?" in warnings[0]
+    assert "'xx-newplace-1'" in warnings[1] and "DTS_WATCHER_DTS__ALLOW_REGIONS" in warnings[1]
+    allowed = {"regions": ["xx-newplace-1"], "allow_regions": ["xx-newplace-1"]}
+    assert load_settings(dts=allowed).warnings() == []
+
+
 def test_secrets_are_masked_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIkey")
     monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "very-secret")

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from watcher.settings.common import REGION, Section, http_url
+from watcher.settings.regions import unknown_region_warnings
 
 
 class DtsSettings(Section):
@@ -30,6 +31,14 @@ class DtsSettings(Section):
     max_concurrent_regions: int = Field(4, ge=1)
     max_concurrent_pages: int = Field(4, ge=1, description="pages in flight per region")
     drift_rereads: int = Field(2, ge=0, description="re-reads of a region whose listing moved")
+    allow_regions: list[str] = Field(
+        default_factory=list,
+        description="region ids to accept though dts-watcher's list of DTS regions lacks them",
+    )
+
+    def warnings(self) -> list[str]:
+        """What is valid but probably wrong (a region DTS does not serve)."""
+        return unknown_region_warnings(self.regions, self.allow_regions)
 
     @field_validator("regions")
     @classmethod

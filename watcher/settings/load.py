@@ -73,6 +73,10 @@ class Settings(BaseSettings):
             _TomlSource(settings_cls),
         )
 
+    def warnings(self) -> list[str]:
+        """What is valid but probably a mistake; `check-config` prints it, `run` logs it."""
+        return self.dts.warnings()
+
     def masked(self) -> dict[str, Any]:
         """The effective configuration as JSON-ready data, secrets shown as `**********`."""
         data: dict[str, Any] = self.model_dump(mode="json")

@@ -34,7 +34,7 @@ from watcher.logs import get_logger
 from watcher.metrics import Metrics
 from watcher.publish import Publisher
 from watcher.settings import Settings
-from watcher.snapshot import JobState, Snapshot
+from watcher.snapshot import DEFAULT_ACCOUNT, JobState, Snapshot
 from watcher.source_health import track
 from watcher.status import Status
 from watcher.store import Store
@@ -183,8 +183,11 @@ class Cycle:
         now = self._now()
         events: list[Event] = []
         if not snapshot.complete:
+            # Keyed by shard label: the region for the default account, else
+            # `account/region` (with `account` and `region` in the value).
             regions = {
                 name: {"error_code": r.error_code, "error": r.error}
+                | ({} if r.account == DEFAULT_ACCOUNT else r.where())
                 for name, r in sorted(snapshot.regions.items())
                 if not r.complete
             }

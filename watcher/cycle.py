@@ -34,7 +34,7 @@ from watcher.logs import get_logger
 from watcher.metrics import Metrics
 from watcher.publish import Publisher
 from watcher.settings import Settings
-from watcher.snapshot import DEFAULT_ACCOUNT, JobState, Snapshot
+from watcher.snapshot import DEFAULT_ACCOUNT, JobState, RegionOutcome, Snapshot
 from watcher.source_health import track
 from watcher.status import Status
 from watcher.store import Store
@@ -186,8 +186,7 @@ class Cycle:
             # Keyed by shard label: the region for the default account, else
             # `account/region` (with `account` and `region` in the value).
             regions = {
-                name: {"error_code": r.error_code, "error": r.error}
-                | ({} if r.account == DEFAULT_ACCOUNT else r.where())
+                name: {"error_code": r.error_code, "error": r.error, **_where(r)}
                 for name, r in sorted(snapshot.regions.items())
                 if not r.complete
             }
@@ -205,6 +204,10 @@ class Cycle:
         self.metrics.observe_events([event])
         event_log.info("event", **event.log_fields())
         self.publisher.wake()
+
+
+def _where(outcome: RegionOutcome) -> dict[str, str]:
+    return {} if outcome.account == DEFAULT_ACCOUNT else outcome.where()
 
 
 async def log_events(

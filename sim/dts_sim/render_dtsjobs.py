@@ -48,7 +48,9 @@ def dts_entries(jobs: Sequence[JobSpec]) -> list[Entry]:
 
 def _record(job: JobSpec, created: datetime) -> dict[str, Any]:
     """The fields one job (or a reverse half) carries."""
-    legacy = job_to_api(job, (), created)  # stages, precheck, endpoints, performance
+    # stages, precheck, endpoints, performance, as the legacy listing has them (its
+    # quirks left out: DescribeDtsJobs' own are applied to the whole entry)
+    legacy = job_to_api(job.model_copy(update={"quirks": []}) if job.quirks else job, (), created)
     out: dict[str, Any] = {
         "DtsJobId": job.dts_job_id,
         "DtsInstanceID": job.id,

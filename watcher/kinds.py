@@ -100,6 +100,17 @@ def _status_summary(data: Data) -> str:
         )
     if data.get("error_message") and data.get("status") in FAILURE_STATUSES:
         detail += f": {shorten(data['error_message'])}"
+    details = data.get("error_details")
+    if isinstance(details, list) and details:
+        detail += (
+            " ["
+            + ", ".join(
+                f"{d.get('error_code')}: {d.get('help_url')}"
+                for d in details
+                if isinstance(d, Mapping)
+            )
+            + "]"
+        )
     return detail
 
 

@@ -230,3 +230,19 @@ async def test_shards_are_paced_each_on_its_own() -> None:
         snapshot = await c.fetch()
     assert snapshot.complete
     assert slept == []  # one request each: neither waited for the other
+
+
+async def test_unchanged_entries_are_not_parsed_again_and_changed_ones_are() -> None:
+    two_way = entry("s1", "sync", DtsJobDirection="Forward", ReverseJob=entry("s1r", "sync"))
+    fake = FakeDtsJobs({("key-default", "sync"): [two_way, entry("s2", "sync")]})
+    s = settings(job_types=["sync"])
+    async with DtsClient(s, provider(), transport=httpx.MockTransport(fake.handler)) as c:
+        first = {j.key: j for j in await c.fetch()}
+        second = {j.key: j for j in await c.fetch()}
+        fake.jobs[("key-default", "sync")][0]["ReverseJob"]["Status"] = "Failed"
+        third = {j.key: j for j in await c.fetch()}
+    assert len(first) == 3
+    assert all(second[key] is job for key, job in first.items())  # the very same objects
+    changed = {key: job.status for key, job in third.items() if job is not first[key]}
+    assert sorted(changed.values()) == ["Failed", "Synchronizing"]  # the entry's two halves
+    assert [j.status for j in third.values() if j.job_id == "s1r"] == ["Failed"]

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from watcher.dts.credentials import CredentialsProvider
 from watcher.dts.dtsjobs import REQUEST_JOB_TYPE, parse_dts_jobs_page
 from watcher.dts.models import PageParse, parse_page
-from watcher.dts.record_cache import JobCache
+from watcher.dts.record_cache import DTS_JOBS_KEYS, LEGACY_KEYS, JobCache
 from watcher.settings import DtsSettings
 from watcher.snapshot import JobState, Shard
 
@@ -58,6 +58,11 @@ class ListingApi(Protocol):
         """The job types a complete read of every listing can prove gone."""
         ...
 
+    @property
+    def record_keys(self) -> tuple[str, str]:
+        """The keys naming a record in a page (the record cache's, see JobCache)."""
+        ...
+
     def params(self, listing: Listing, number: int, size: int) -> dict[str, str]:
         """The call's parameters, besides RegionId."""
         ...
@@ -79,6 +84,7 @@ class LegacyApi:
         self.listings: tuple[Listing, ...] = (Listing("sync"),)
         self.covers = frozenset({"sync"})
         self.page_sizes: tuple[int, ...] = (settings.page_size,)
+        self.record_keys = LEGACY_KEYS
 
     def params(self, listing: Listing, number: int, size: int) -> dict[str, str]:
         s = self.settings
@@ -105,6 +111,7 @@ class DtsJobsApi:
         self.settings = settings
         self.action = DTS_JOBS
         self.page_sizes: tuple[int, ...] = DTS_JOBS_PAGE_SIZES
+        self.record_keys = DTS_JOBS_KEYS
         wanted = [t.lower() for t in (job_types if job_types is not None else settings.job_types)]
         names = {"sync": "sync", "migration": "migration", "subscribe": "subscribe"}
         self.listings: tuple[Listing, ...] = tuple(Listing(names[t]) for t in wanted)
@@ -127,7 +134,7 @@ class DtsJobsApi:
         self, body: dict[str, Any], shard: Shard, listing: Listing, cache: JobCache | None
     ) -> PageParse:
         keep = self._keep if self._needle or self._tags else None
-        return parse_dts_jobs_page(body, shard.region, listing.job_type, shard.account, keep)
+        return parse_dts_jobs_page(body, shard.region, listing.job_type, shard.account, keep, cache)
 
     def _keep(self, job: JobState) -> bool:
         """The name (a case-insensitive part of it) and tag filters, as the legacy listing

@@ -17,10 +17,9 @@ a failed page for jobs that vanished, so the rules here are strict:
 - Requests per shard are paced by a rate limiter well under DTS's documented 20 per
   second per account per region; shards are read concurrently, bounded.
 
-A *shard* is one account's region (`watcher.shards`), read with that account's
-credentials and listing API (`watcher.dts.apis`). Here a shard is named by its label (the
-region itself for the default account, so `region` below names a shard), and everything
-is counted, paced and failed per shard: one account's failure never blinds another.
+A *shard* is one account's region, read with its account's credentials and listing API
+(`watcher.dts.apis`), named here by its label (the region itself for the default account:
+`region` below); it is counted, paced and failed alone: one never blinds another.
 
 I/O goes through an injectable httpx transport, and time through injectable `sleep`,
 `now` and `random` functions, so every path is testable without a network or real waits.
@@ -263,7 +262,8 @@ class DtsClient:
     async def _read_one(
         self, region: str, listing: Listing, on_page: PageHook | None
     ) -> tuple[list[JobState], int]:
-        cache = JobCache(self._parsed.get((region, listing.job_type)))
+        api = self._shards[region].api
+        cache = JobCache(self._parsed.get((region, listing.job_type)), api.record_keys)
         first, size = await self._first_page(region, listing, cache)
         total = first.total_record_count
         if total is None or total < 0:
@@ -313,7 +313,8 @@ class DtsClient:
         and page-size fallback (`check-config --probe` uses it)."""
         listing = listing or self._shards[region].api.listings[0]
         if number == 1:
-            return (await self._first_page(region, listing, JobCache()))[0]
+            cache = JobCache(keys=self._shards[region].api.record_keys)
+            return (await self._first_page(region, listing, cache))[0]
         return await self._page(region, number, None, listing)
 
     async def _page(

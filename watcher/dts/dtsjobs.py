@@ -42,6 +42,7 @@ from watcher.dts.models import (
     stage,
     title,
 )
+from watcher.dts.record_cache import JobCache
 from watcher.snapshot import (
     DEFAULT_ACCOUNT,
     Endpoint,
@@ -293,8 +294,12 @@ def parse_dts_jobs_page(
     asked: str,
     account: str = DEFAULT_ACCOUNT,
     keep: Any = None,
+    cache: JobCache | None = None,
 ) -> PageParse:
     """Parse one decoded DescribeDtsJobs body (a listing of job type `asked`).
+
+    With a `cache` (see JobCache, keyed by `DTS_JOBS_KEYS`), an unchanged entry gives the
+    very jobs it gave last time.
 
     Entries without a `DtsJobId` are skipped and counted. `keep(job)`, if given, says
     which jobs to keep (the name and tag filters, applied here: the listing itself, and
@@ -312,11 +317,24 @@ def parse_dts_jobs_page(
         if not isinstance(raw, dict):
             skipped += 1
             continue
-        entry = DtsJobEntry.model_validate(raw)
-        if not entry.dts_job_id:
-            skipped += 1
-            continue
-        jobs.extend(j for j in to_jobs(entry, region, asked, account) if keep is None or keep(j))
+        found: tuple[JobState, ...] | None = None
+        if cache is not None:
+            key, fingerprint, found = cache.reuse(raw)
+        if found is None:
+            entry = DtsJobEntry.model_validate(raw)
+            if not entry.dts_job_id:
+                skipped += 1
+                continue
+            found = tuple(to_jobs(entry, region, asked, account))
+            if cache is not None:
+                if (previous := cache.previous.get(key)) is not None and len(previous[1]) == len(
+                    found
+                ):
+                    found = tuple(
+                        job.sharing_body(old) for job, old in zip(found, previous[1], strict=True)
+                    )
+                cache.remember(key, fingerprint, found)
+        jobs.extend(j for j in found if keep is None or keep(j))
     return PageParse(
         request_id=response.request_id,
         page_number=response.page_number,

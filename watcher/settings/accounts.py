@@ -97,7 +97,10 @@ def check_accounts(value: list[AccountSettings]) -> list[AccountSettings]:
     names = [account.name for account in value]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ValueError(f"account names must be unique: {', '.join(repeated)} repeated")
+        raise ValueError(
+            "account names must be unique in DTS_WATCHER_ACCOUNTS (or [[accounts]]): "
+            f"{', '.join(repeated)} repeated"
+        )
     return value
 
 

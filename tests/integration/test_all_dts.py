@@ -327,3 +327,36 @@ async def test_changing_the_api_neither_removes_nor_rediscovers_a_job(
     ]
     stream = await read_stream(nats_server.url)
     assert events_of(stream, "removed") == []
+
+
+async def test_the_probe_tries_every_account_and_region_and_says_what_is_wrong(
+    tmp_path: Path,
+) -> None:
+    from watcher.probe import probe_dts
+
+    with Simulator(parse_scenario(ACCOUNTS)) as sim:
+        sim.deny_role("dev")
+        settings = make_settings(
+            tmp_path,
+            "nats://127.0.0.1:1",
+            sim.url,
+            [HZ],
+            dts={"api": "DescribeDtsJobs"},
+            credentials={"sts_endpoint": sim.url},
+            accounts=[
+                {"name": "prod", "regions": [HZ, "cn-beijing"], "role_arn": role_arn("prod")},
+                {"name": "dev", "regions": [HZ], "role_arn": role_arn("dev")},
+                {"name": "gone", "regions": [HZ], "role_arn": "acs:ram::42:role/nobody"},
+            ],
+        )
+        verdicts = {v.check: v for v in await probe_dts(settings)}
+    assert verdicts["DTS credentials prod"].ok
+    assert not verdicts["DTS credentials dev"].ok
+    assert "may not assume this role" in verdicts["DTS credentials dev"].message
+    assert "the role does not exist" in verdicts["DTS credentials gone"].message
+    shard = verdicts["DTS prod/cn-hangzhou"]
+    assert shard.ok, shard
+    assert "1 job visible with DescribeDtsJobs (sync 1, migration 0, subscribe 0)" in shard.message
+    assert verdicts["DTS prod/cn-beijing"].ok
+    assert not verdicts["DTS dev/cn-hangzhou"].ok
+    assert "credentials are unusable" in verdicts["DTS dev/cn-hangzhou"].message

@@ -95,8 +95,8 @@ async def test_live_values_are_read_at_scrape_time() -> None:
     text = body.decode()
     assert content_type.startswith("text/plain")
     assert (
-        'dts_watcher_api_requests_total{account="default",outcome="Timeout",region="cn-hangzhou"} 1.0'
-        in text
+        'dts_watcher_api_requests_total{account="default",outcome="Timeout",'
+        'region="cn-hangzhou"} 1.0' in text
     )
     assert sample(m, "dts_watcher_nats_connected") == 0
     assert sample(m, "dts_watcher_events_published_total") == 7

@@ -123,13 +123,14 @@ def pages_per_region(jobs: int, regions: list[str], api: str = LEGACY_API) -> di
     migration and change tracking listings."""
     if api == LEGACY_API:
         return {region: max(1, -(-n // PAGE_SIZE)) for region, n in split(jobs, regions).items()}
-    return {
-        region: max(1, -(-n // DTS_JOBS_PAGE_SIZE)) + 2
-        for region, n in split(jobs, regions).items()
-    }
+    # DescribeDtsJobs lists a two-way instance as one entry (the Reverse job nested)
+    entries = dict.fromkeys(regions, 0)
+    for spec in build_jobs(jobs, regions):
+        entries[spec.region] += spec.direction == "Forward"
+    return {region: max(1, -(-n // DTS_JOBS_PAGE_SIZE)) + 2 for region, n in entries.items()}
 
 
 def minimum_text(api: str) -> str:
     if api == LEGACY_API:
         return "ceil(jobs/30)"
-    return "ceil(jobs/100) + 2 empty listings"
+    return "ceil(entries/100) + 2 empty listings"

@@ -32,8 +32,9 @@ async def first_page(
             return await read(size), size, index
         except SourceError as exc:
             code = str(getattr(exc, "code", ""))
-            refused = getattr(exc, "status", None) == 400 and code.lower().startswith(
-                "invalidparameter"
+            said = f"{code} {getattr(exc, 'api_message', '')}".lower()
+            refused = getattr(exc, "status", None) == 400 and (
+                code.lower().startswith("invalidparameter") or "pagesize" in said
             )
             if not refused or index + 1 >= len(sizes):
                 raise

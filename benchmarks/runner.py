@@ -1,5 +1,10 @@
 """The benchmark runner: six measures, each against a baseline measured in the same run.
 
+Each pass runs them with one listing API: DescribeSynchronizationJobs (the legacy
+default), then DescribeDtsJobs (`--api`, default both), whose rows are numbered `D1`,
+`D3`, ...; the baselines stay the same (the floor reads the legacy listing), so the two
+APIs' cost per cycle compare directly.
+
 The workload is the simulator (its own process) serving realistic jobs over four
 regions, the real nats-server, and the real watcher in processes of its own (see
 `worker.py`), so CPU time and memory are the watcher's alone. Every figure is a ratio
@@ -33,6 +38,9 @@ from benchmarks.simproc import ROOT, SimProcess, clean_env
 EVENTS_PER_TRANSACTION = 1000  # the watcher's default (state.events_per_transaction)
 RATE_LIMIT = 20  # requests per second per region: DTS's own ceiling, the fastest allowed
 INTERVAL = 1.0  # poll interval of measure 4
+APIS = {"legacy": "DescribeSynchronizationJobs", "dtsjobs": "DescribeDtsJobs"}
+# The listing API of the pass under way: every worker and service is configured with it.
+_PASS = {"api": APIS["legacy"]}
 
 
 @dataclass
@@ -49,6 +57,7 @@ class Config:
     growth_cycles: int = 500  # measure 5
     growth_jobs: int = 1_000  # 500 cycles of 10,000 jobs: ~15 minutes of CPU alone
     profile: Path | None = None
+    apis: tuple[str, ...] = tuple(APIS.values())
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Config:
@@ -72,6 +81,8 @@ class Config:
         if args.only:
             cfg.only = frozenset(args.only)
         cfg.profile = args.profile
+        if args.api != "both":
+            cfg.apis = (APIS[args.api],)
         return cfg
 
 
@@ -86,6 +97,7 @@ class Row:
     met: bool | None
     note: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    api: str = APIS["legacy"]
 
 
 # -- plumbing ---------------------------------------------------------------------------
@@ -93,6 +105,7 @@ class Row:
 
 def run_worker(mode: str, cfg: dict[str, Any], timeout: float = 3600) -> dict[str, Any]:
     """Run `benchmarks.worker MODE` in a fresh process; its last stdout line is JSON."""
+    cfg = {"api": _PASS["api"], **cfg}
     process = subprocess.run(
         [sys.executable, "-m", "benchmarks.worker", mode, json.dumps(cfg)],
         cwd=ROOT,
@@ -225,7 +238,7 @@ def steady(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
             )
         )
     if 6 in cfg.only:
-        minimum = workload.pages_per_region(cfg.jobs, sim.regions)
+        minimum = workload.pages_per_region(cfg.jobs, sim.regions, _PASS["api"])
         equal = all(c == minimum for c in per_cycle)
         within = all(n <= RATE_LIMIT for n in max_rate.values())
         seen = sorted({n for c in per_cycle for n in c.values()})
@@ -234,7 +247,8 @@ def steady(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
                 "6a",
                 "API requests per steady cycle, per region",
                 "/".join(str(n) for n in seen),
-                f"{'/'.join(str(n) for n in sorted(set(minimum.values())))} (ceil(jobs/30))",
+                f"{'/'.join(str(n) for n in sorted(set(minimum.values())))} "
+                f"({workload.minimum_text(_PASS['api'])})",
                 f"{stats.median(sum(c.values()) for c in per_cycle) / sum(minimum.values()):.2f}x",
                 "equal",
                 equal,
@@ -476,7 +490,9 @@ async def _latency(
                 began = time.monotonic()
                 while time.monotonic() - began < cfg.latency_seconds and candidates:
                     spec = candidates.pop()
-                    key = f"{spec.id}/Forward"
+                    # the job's id as the watcher names it (DescribeDtsJobs: its DtsJobId)
+                    job_id = spec.id if _PASS["api"] == APIS["legacy"] else spec.dts_job_id
+                    key = f"{job_id}/Forward"
                     waiting.add(key)
                     all_in.clear()
                     at = time.monotonic()
@@ -553,6 +569,7 @@ def _start_service(
             "DTS_WATCHER_DTS__ENDPOINT": sim.url,
             "DTS_WATCHER_DTS__REGIONS": json.dumps(sim.regions),
             "DTS_WATCHER_DTS__RATE_LIMIT": str(RATE_LIMIT),
+            "DTS_WATCHER_DTS__API": _PASS["api"],
             "ALIBABA_CLOUD_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY_ID,
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEFAULT_ACCESS_KEY_SECRET,
             "DTS_WATCHER_NATS__URL": nats_url,
@@ -575,7 +592,8 @@ def _start_service(
 
 
 def _latency_note(cfg: Config, cycle: float) -> str:
-    pages = max(workload.pages_per_region(cfg.jobs, workload.regions_for(cfg.regions)).values())
+    regions = workload.regions_for(cfg.regions)
+    pages = max(workload.pages_per_region(cfg.jobs, regions, _PASS["api"]).values())
     floor = pages / RATE_LIMIT
     return (
         f"a complete listing needs {pages} requests per region; at {RATE_LIMIT} requests/s "
@@ -735,6 +753,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated measure numbers, e.g. 1,3",
     )
     parser.add_argument("--jobs", type=int, help="jobs the simulator serves (default 10000)")
+    parser.add_argument(
+        "--api",
+        choices=["legacy", "dtsjobs", "both"],
+        default="both",
+        help="the listing API the watcher reads: DescribeSynchronizationJobs, DescribeDtsJobs "
+        "(all three job types, rows D1...), or both in turn (default)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     parser.add_argument(
         "--profile",
@@ -770,12 +795,22 @@ def main(argv: list[str] | None = None) -> int:
                 ({4}, lambda: latency(cfg, sim, nats_server.url)),
                 ({5}, lambda: memory(cfg, sim, nats_server.url)),
             ]
-            for measures, run in plan:
-                if cfg.only & measures:
-                    rows += run()
+            for n, api in enumerate(cfg.apis):
+                _PASS["api"] = api
+                log(f"pass {n + 1}/{len(cfg.apis)}: the watcher reads {api}")
+                for measures, run in plan:
+                    if measures == {2} and n:
+                        continue  # detection alone: the same whatever the listing
+                    if cfg.only & measures:
+                        found = run()
+                        for row in found:
+                            row.api = api
+                            if api != APIS["legacy"]:
+                                row.number = f"D{row.number}"
+                        rows += found
         finally:
             sim.stop()
-    rows.sort(key=lambda r: r.number)
+    rows.sort(key=lambda r: (r.number.startswith("D"), r.number))
     elapsed = time.monotonic() - started
     print(
         f"dts-watcher benchmarks: {cfg.jobs:,} jobs over {cfg.regions} regions, "
@@ -783,9 +818,36 @@ def main(argv: list[str] | None = None) -> int:
         f"{elapsed:.0f} s"
     )
     print(table(rows))
+    comparison = compare_apis(rows)
+    if comparison:
+        print(comparison)
     if args.json:
         print(json.dumps({"config": _jsonable(asdict(cfg)), "rows": [asdict(r) for r in rows]}))
     return 0  # a target not met is a finding, reported in the table, not a failed run
+
+
+def compare_apis(rows: list[Row]) -> str:
+    """The two APIs' cost per steady cycle side by side (measures 1 and 6a)."""
+    cost: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        name = row.number.removeprefix("D")
+        if name == "1":
+            cost.setdefault(row.api, {})["cpu"] = row.value
+            cost[row.api]["wall"] = _fmt_s(float(row.raw.get("cycle_wall", 0.0)))
+        elif name == "6a":
+            per_cycle = row.raw.get("per_cycle") or [{}]
+            cost.setdefault(row.api, {})["requests"] = stats.median(
+                sum(c.values()) for c in per_cycle
+            )
+    if len(cost) < 2:
+        return ""
+    lines = ["", "cost of a steady cycle, per listing API (all regions):"]
+    for api, c in cost.items():
+        lines.append(
+            f"  {api:<28} CPU {c.get('cpu', '?'):>9}  wall {c.get('wall', '?'):>9}  "
+            f"requests {c.get('requests', '?')}"
+        )
+    return "\n".join(lines)
 
 
 def _jsonable(value: Any) -> Any:

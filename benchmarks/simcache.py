@@ -23,7 +23,8 @@ from datetime import datetime
 from typing import Any
 
 from dts_sim import JobKey, JobSpec, ScenarioState
-from dts_sim.render import Filters, json_bytes, page_body
+from dts_sim.render import DTS_JOBS_ACTION, Filters, json_bytes, page_body
+from dts_sim.render_dtsjobs import Entry, dts_entries, dts_page_body
 
 __all__ = ["CachedPages"]
 
@@ -39,9 +40,10 @@ class CachedPages:
     def __init__(self) -> None:
         self._state: ScenarioState | None = None  # what the caches were filled from
         self._version = -1
-        self._selections: dict[Filters, list[JobSpec]] = {}
-        # job -> (the spec and creation time it was rendered from, its JSON)
-        self._rendered: dict[JobKey, tuple[JobSpec, datetime, dict[str, Any]]] = {}
+        self._selections: dict[Filters, list[Any]] = {}  # JobSpecs, or DescribeDtsJobs entries
+        # job -> (the spec(s) and creation time it was rendered from, its JSON)
+        self._rendered: dict[tuple[str, JobKey], tuple[tuple[Any, ...], datetime, dict[str, Any]]]
+        self._rendered = {}
         self._pages: dict[tuple[Filters, int, int], _Page] = {}
 
     def __call__(
@@ -69,8 +71,9 @@ class CachedPages:
             self._version = state.version
         selected = self._selections.get(filters)
         if selected is None:
-            region, name, tags, resource_group = filters
-            selected = state.select(region, name=name, tags=tags, resource_group=resource_group)
+            selected = state.select_for(filters)
+            if filters.api == DTS_JOBS_ACTION:  # a two-way job is one entry
+                selected = dts_entries(selected)
             self._selections[filters] = selected
         start = (page - 1) * page_size
         jobs = selected[start : start + page_size]
@@ -86,25 +89,47 @@ class CachedPages:
             and all(a is b for a, b in zip(cached[1], rendered, strict=True))
         ):
             return cached[2], cached[3]
-        payload = page_body(
-            jobs,
-            total=len(selected),
-            page_number=page,
-            request_id=_REQUEST_ID_SLOT,
-            quirks=state.scenario.quirks,
-            render=lambda job: self._render(state, job),
-        )
+        if filters.api == DTS_JOBS_ACTION:
+            payload = dts_page_body(
+                jobs,  # type: ignore[arg-type]
+                total=len(selected),
+                page_number=page,
+                request_id=_REQUEST_ID_SLOT,
+                render=lambda entry: self._render(state, entry),
+            )
+        else:
+            payload = page_body(
+                jobs,  # type: ignore[arg-type]
+                total=len(selected),
+                page_number=page,
+                request_id=_REQUEST_ID_SLOT,
+                quirks=state.scenario.quirks,
+                render=lambda job: self._render(state, job),
+            )
+        # DescribeDtsJobs' body has the RequestId first too.
         # RequestId comes before the jobs in the body, so the first occurrence is the slot.
         head, _, tail = json_bytes(payload).partition(_REQUEST_ID_SLOT.encode())
         self._pages[key] = (len(selected), rendered, head, tail)
         return head, tail
 
-    def _render(self, state: ScenarioState, job: JobSpec) -> dict[str, Any]:
-        """`state.render(job)`, cached until the job changes. Do not mutate."""
+    def _render(self, state: ScenarioState, item: JobSpec | Entry) -> dict[str, Any]:
+        """`state.render(job)` (or `render_dts(entry)`), cached until the job (or either
+        half of the entry) changes. Do not mutate."""
+        if isinstance(item, JobSpec):
+            job, key, spec = item, ("legacy", item.key), (item,)
+            render = state.render
+        else:
+            job, key, spec = item[0], ("dts", item[0].key), item
+            render = state.render_dts  # type: ignore[assignment]
         created = state.created_at(job)
-        cached = self._rendered.get(job.key)
-        if cached is not None and cached[0] is job and cached[1] == created:
+        cached = self._rendered.get(key)
+        if (
+            cached is not None
+            and len(cached[0]) == len(spec)
+            and all(a is b for a, b in zip(cached[0], spec, strict=True))
+            and cached[1] == created
+        ):
             return cached[2]
-        rendered = state.render(job)
-        self._rendered[job.key] = (job, created, rendered)
+        rendered = render(item)  # type: ignore[arg-type]
+        self._rendered[key] = (spec, created, rendered)
         return rendered

@@ -63,6 +63,7 @@ def settings_for(cfg: dict[str, Any]) -> Any:
     return Settings(
         dts={
             "regions": cfg["regions"],
+            "api": cfg.get("api", "DescribeSynchronizationJobs"),
             "endpoint": cfg["url"],
             "rate_limit": cfg.get("rate_limit", 20),
             "timeout": 30,

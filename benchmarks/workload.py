@@ -113,6 +113,24 @@ def scenario(jobs: int, regions: list[str], seed: int = 7) -> Scenario:
     )
 
 
-def pages_per_region(jobs: int, regions: list[str]) -> dict[str, int]:
-    """The minimum number of requests a complete listing needs, per region."""
-    return {region: max(1, -(-n // PAGE_SIZE)) for region, n in split(jobs, regions).items()}
+DTS_JOBS_PAGE_SIZE = 100  # the simulator accepts DescribeDtsJobs' largest documented size
+LEGACY_API = "DescribeSynchronizationJobs"
+
+
+def pages_per_region(jobs: int, regions: list[str], api: str = LEGACY_API) -> dict[str, int]:
+    """The minimum number of requests a complete listing needs, per region: with
+    DescribeDtsJobs, the synchronization jobs' pages plus one (empty) page each for the
+    migration and change tracking listings."""
+    if api == LEGACY_API:
+        return {region: max(1, -(-n // PAGE_SIZE)) for region, n in split(jobs, regions).items()}
+    # DescribeDtsJobs lists a two-way instance as one entry (the Reverse job nested)
+    entries = dict.fromkeys(regions, 0)
+    for spec in build_jobs(jobs, regions):
+        entries[spec.region] += spec.direction == "Forward"
+    return {region: max(1, -(-n // DTS_JOBS_PAGE_SIZE)) + 2 for region, n in entries.items()}
+
+
+def minimum_text(api: str) -> str:
+    if api == LEGACY_API:
+        return "ceil(jobs/30)"
+    return "ceil(entries/100) + 2 empty listings"

@@ -88,14 +88,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from watcher.dts.client import DtsClient
-    from watcher.dts.credentials import provider_from_settings
+    from watcher.dts.wiring import client_for
 
     settings = _settings(args)
-    provider = provider_from_settings(settings, args.config)
+    client = client_for(settings, args.config)
 
     async def fetch() -> dict[str, Any]:
-        async with DtsClient(settings.dts, provider) as client:
+        async with client:
             return (await client.fetch()).to_dict()
 
     result = anyio.run(fetch)

@@ -34,7 +34,7 @@ from watcher.logs import get_logger
 from watcher.metrics import Metrics
 from watcher.publish import Publisher
 from watcher.settings import Settings
-from watcher.snapshot import JobState, Snapshot
+from watcher.snapshot import DEFAULT_ACCOUNT, JobState, RegionOutcome, Snapshot
 from watcher.source_health import track
 from watcher.status import Status
 from watcher.store import Store
@@ -183,8 +183,10 @@ class Cycle:
         now = self._now()
         events: list[Event] = []
         if not snapshot.complete:
+            # Keyed by shard label: the region for the default account, else
+            # `account/region` (with `account` and `region` in the value).
             regions = {
-                name: {"error_code": r.error_code, "error": r.error}
+                name: {"error_code": r.error_code, "error": r.error, **_where(r)}
                 for name, r in sorted(snapshot.regions.items())
                 if not r.complete
             }
@@ -202,6 +204,10 @@ class Cycle:
         self.metrics.observe_events([event])
         event_log.info("event", **event.log_fields())
         self.publisher.wake()
+
+
+def _where(outcome: RegionOutcome) -> dict[str, str]:
+    return {} if outcome.account == DEFAULT_ACCOUNT else outcome.where()
 
 
 async def log_events(

@@ -70,26 +70,31 @@ def detect(
     cycle = memory.cycle + 1
     before: Mapping[JobKey, JobState] = previous.jobs if previous is not None else {}
     complete = current.complete_regions
-    watched = set(current.regions) or {job.region for job in current}
+    outcomes = current.regions
+    watched = set(outcomes) or {job.shard_label for job in current}
+    before, jobs_memory = adopt(before, memory.jobs, current.jobs, complete)
     events = _Events(cycle, now)
     known: dict[JobKey, JobState] = {}
     remembered: dict[JobKey, JobMemory] = {}
 
-    for key, job in current.jobs.items():  # present in a completely read region
-        if job.region not in complete:
+    for key, job in current.jobs.items():  # present in a completely read shard
+        if job.shard_label not in complete:
             continue
         known[key] = job
-        mem = memory.jobs.get(key, _BLANK)
+        mem = jobs_memory.get(key, _BLANK)
         if key not in observed:
             mem = rules.judge(before.get(key), job, mem, events.about(job))
         if mem:
             remembered[key] = mem
 
     for key, old in before.items():  # known, but not in this snapshot
-        if key in known or old.region not in watched:
-            continue  # a region no longer configured: forgotten, without an event
-        mem = memory.jobs.get(key, _BLANK)
-        if old.region in complete:
+        shard = old.shard_label
+        if key in known or shard not in watched:
+            continue  # a shard no longer configured: forgotten, without an event
+        mem = jobs_memory.get(key, _BLANK)
+        if shard in complete:
+            if old.job_type not in outcomes[shard].job_types:
+                continue  # a job type no longer listed: forgotten, without an event
             kept = rules.missing(old, mem, events.about(old))
             if kept is None:
                 continue  # removed
@@ -100,6 +105,48 @@ def detect(
 
     baseline = Snapshot(jobs=known, regions=current.regions, taken_at=current.taken_at)
     return Detection(events.said, Memory(cycle=cycle, jobs=remembered), baseline)
+
+
+def adopt(
+    before: Mapping[JobKey, JobState],
+    memory: Mapping[JobKey, JobMemory],
+    current: Mapping[JobKey, JobState],
+    complete: frozenset[str] | None = None,
+) -> tuple[Mapping[JobKey, JobState], Mapping[JobKey, JobMemory]]:
+    """The baseline and memory with known jobs moved to the key another API shows them
+    under, so a change of `dts.api` neither removes nor rediscovers a job.
+
+    The legacy listing's SynchronizationJobId is the id of the DTS *instance*; with
+    DescribeDtsJobs a job is its `DtsJobId` and carries the instance id apart
+    (`instance_id`). So two keys name the same job when they agree on account, region,
+    direction and job type, and their instance ids (a legacy job's own id) are equal. A
+    job of `current` (of a complete shard, if `complete` is given) that the baseline does
+    not know takes over the state and memory of such a job of the baseline that `current`
+    does not show. Only then: the steady state costs one pass over the keys.
+    """
+    fresh = [key for key in current.keys() - before.keys()]
+    if complete is not None:
+        fresh = [key for key in fresh if current[key].shard_label in complete]
+    if not fresh:
+        return before, memory
+    missing = {_identity(before[key]): key for key in before.keys() - current.keys()}
+    moves = {
+        key: old
+        for key in fresh
+        if (old := missing.get(_identity(current[key]))) is not None and old != key
+    }
+    if not moves:
+        return before, memory
+    moved_before, moved_memory = dict(before), dict(memory)
+    for key, old in moves.items():
+        moved_before[key] = moved_before.pop(old)
+        if old in moved_memory:
+            moved_memory[key] = moved_memory.pop(old)
+    return moved_before, moved_memory
+
+
+def _identity(job: JobState) -> tuple[str, str, str, str, str]:
+    return (job.account, job.region, job.direction, job.job_type, job.instance_id or job.job_id)
 
 
 class Observation(NamedTuple):
@@ -151,6 +198,12 @@ class PageByPage:
     def judge(self, page: Iterable[JobState], now: datetime) -> Observation:
         fresh = [job for job in page if job.key not in self.seen]
         self.seen.update(job.key for job in fresh)
+        shown = {job.key: job for job in fresh}
+        # A job another API showed under another key (see `adopt`), unless that key was
+        # seen on a page of this listing: it takes over that key's state and memory.
+        jobs, memory = adopt(self.jobs, self.memory, shown)
+        if jobs is not self.jobs and not (self.jobs.keys() - jobs.keys()) & self.seen:
+            self.jobs, self.memory = dict(jobs), dict(memory)
         found = observe(self.jobs, fresh, self.memory, self._cycle + 1, self._rules, now)
         moved: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
         for key, (job, mem) in found.jobs.items():

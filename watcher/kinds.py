@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from watcher.snapshot import FAILURE_STATUSES, SUSPENDING
+from watcher.snapshot import FAILURE_STATUSES, RETRYING, SUSPENDING
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: Final[tuple[Severity, ...]] = ("info", "warning", "critical")
@@ -36,6 +36,7 @@ COMMON_JOB_DATA: Final[dict[str, dict[str, Any]]] = {
     "account": {"type": "string", "minLength": 1},
 }
 _NULLABLE_STR: Final = {"type": ["string", "null"]}
+_NULLABLE_INT: Final = {"type": ["integer", "null"]}
 _JOB_OBJECT: Final = {"type": "object", "required": ["job_id", "region", "status"]}
 _TIME_OR_NULL: Final = {"type": ["string", "null"], "format": "date-time"}
 # A summary cuts long upstream texts here and says so with an ellipsis.
@@ -85,13 +86,31 @@ def _status_severity(data: Data) -> Severity:
     status = data.get("status")
     if status in FAILURE_STATUSES:
         return "critical"
-    return "warning" if status == SUSPENDING else "info"
+    return "warning" if status in (SUSPENDING, RETRYING) else "info"
 
 
 def _status_summary(data: Data) -> str:
     detail = f"{data.get('previous_status')} -> {data.get('status')}"
+    retry = data.get("retry")
+    if isinstance(retry, Mapping):
+        detail += (
+            f" (retry {retry.get('count')}, {retry.get('retry_seconds')}s of "
+            f"{retry.get('max_retry_seconds')}s, {retry.get('target')}: "
+            f"{shorten(retry.get('error_message'))})"
+        )
     if data.get("error_message") and data.get("status") in FAILURE_STATUSES:
         detail += f": {shorten(data['error_message'])}"
+    details = data.get("error_details")
+    if isinstance(details, list) and details:
+        detail += (
+            " ["
+            + ", ".join(
+                f"{d.get('error_code')}: {d.get('help_url')}"
+                for d in details
+                if isinstance(d, Mapping)
+            )
+            + "]"
+        )
     return detail
 
 
@@ -146,12 +165,34 @@ REMOVED = Kind(
 STATUS_CHANGED = Kind(
     "status_changed",
     "job",
-    "the job's status moved (or it was first seen in a failure status)",
+    "the job's status moved (or it was first seen failed or retrying)",
     _status_severity,
     {
         "previous_status": _NULLABLE_STR,
         "error_message": _NULLABLE_STR,
         "recovered_from": {"type": "string"},
+        # DescribeDtsJobs' RetryState, when the job entered Retrying.
+        "retry": {
+            "type": "object",
+            "required": ["count", "retry_seconds", "max_retry_seconds", "target", "module"],
+            "properties": {
+                "count": _NULLABLE_INT,
+                "retry_seconds": _NULLABLE_INT,
+                "max_retry_seconds": _NULLABLE_INT,
+                "target": _NULLABLE_STR,
+                "module": _NULLABLE_STR,
+                "error_message": _NULLABLE_STR,
+            },
+        },
+        # DescribeDtsJobs' ErrorDetails, when DTS gives them: a code and a help link.
+        "error_details": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["error_code", "help_url"],
+                "properties": {"error_code": _NULLABLE_STR, "help_url": _NULLABLE_STR},
+            },
+        },
     },
     ("previous_status", "error_message"),
     _status_summary,

@@ -17,8 +17,9 @@ Everything lives in a private `CollectorRegistry` (never the global one), so sev
 watchers in one process (tests) do not collide. `render()` is what `/metrics` serves; it
 reads the outbox depth in a worker thread (SQLite) before producing the text.
 
-Label cardinality is bounded: regions, outcome codes (DTS error codes), statuses, event
-kinds and severities are small sets. The one label set that grows with the estate is the
+Label cardinality is bounded: accounts (configured), regions, job types, outcome codes
+(DTS error codes), statuses, event kinds and severities are small sets. `account` is
+`default` unless accounts are configured. The one label set that grows with the estate is the
 per-job delay gauge: at most `max_job_series` series (default 1000), keeping the jobs
 with the largest delay (those worth alerting on); how many were left out is exported as
 `dts_watcher_job_delay_series_dropped`.
@@ -39,7 +40,7 @@ from prometheus_client.exposition import choose_encoder
 from watcher import __version__
 from watcher.dts.client import ClientStats
 from watcher.events import Event
-from watcher.snapshot import Snapshot
+from watcher.snapshot import Shard, Snapshot
 from watcher.status import Status
 
 PREFIX = "dts_watcher_"
@@ -164,12 +165,13 @@ class _LiveCollector:
 def _client_metrics(stats: ClientStats) -> Iterable[Metric]:
     requests = CounterMetricFamily(
         PREFIX + "api_requests",
-        "DescribeSynchronizationJobs requests, by region and outcome "
-        "(OK, or the DTS error code, Timeout, ConnectionError, MalformedResponse).",
-        labels=["region", "outcome"],
+        "DTS listing requests (DescribeSynchronizationJobs or DescribeDtsJobs), by account, "
+        "region and outcome (OK, or the DTS error code, Timeout, ConnectionError, "
+        "MalformedResponse).",
+        labels=["account", "region", "outcome"],
     )
-    for (region, outcome), count in sorted(dict(stats.requests).items()):
-        requests.add_metric([region, outcome], count)
+    for (label, outcome), count in sorted(dict(stats.requests).items()):
+        requests.add_metric([*Shard.parse(label), outcome], count)
     yield requests
     for name, text, counts in (
         ("api_retries", "Requests retried (throttling, 5xx, timeouts), by region.", stats.retries),
@@ -180,9 +182,9 @@ def _client_metrics(stats: ClientStats) -> Iterable[Metric]:
             stats.skipped_records,
         ),
     ):
-        family = CounterMetricFamily(PREFIX + name, text, labels=["region"])
-        for region, count in sorted(dict(counts).items()):
-            family.add_metric([region], count)
+        family = CounterMetricFamily(PREFIX + name, text, labels=["account", "region"])
+        for label, count in sorted(dict(counts).items()):
+            family.add_metric(list(Shard.parse(label)), count)
         yield family
 
 
@@ -213,28 +215,29 @@ def _publisher_metrics(status: Status, outbox_depth: int | None) -> Iterable[Met
 def _job_metrics(baseline: Snapshot | None, max_series: int) -> Iterable[Metric]:
     jobs = GaugeMetricFamily(
         PREFIX + "jobs",
-        "DTS synchronization jobs in the last known state, by region and status "
+        "DTS jobs in the last known state, by account, region, job type and status "
         "(one per direction of a two-way synchronization).",
-        labels=["region", "status"],
+        labels=["account", "region", "job_type", "status"],
     )
     delay = GaugeMetricFamily(
         PREFIX + "job_delay_seconds",
-        "Synchronization delay of each job that reports one, as last read from DTS.",
-        labels=["job_id", "job_name", "region", "direction"],
+        "Delay in seconds of each job that reports one, as last read from DTS.",
+        labels=["job_id", "job_name", "region", "direction", "account", "job_type"],
     )
-    by_status: CounterDict[tuple[str, str]] = CounterDict()
+    by_status: CounterDict[tuple[str, str, str, str]] = CounterDict()
     delayed = []
     for job in baseline or ():
-        by_status[(job.region, job.status)] += 1
+        by_status[(job.account, job.region, job.job_type, job.status)] += 1
         if job.delay_seconds is not None and math.isfinite(job.delay_seconds):
             delayed.append(job)
-    for (region, status), count in sorted(by_status.items()):
-        jobs.add_metric([region, status], count)
+    for labels, count in sorted(by_status.items()):
+        jobs.add_metric(list(labels), count)
     # Keep the largest delays when there are too many jobs: those are the ones to alert on.
     delayed.sort(key=lambda j: (-(j.delay_seconds or 0), j.key))
     for job in delayed[:max_series]:
         delay.add_metric(
-            [job.job_id, job.job_name, job.region, job.direction], float(job.delay_seconds or 0)
+            [job.job_id, job.job_name, job.region, job.direction, job.account, job.job_type],
+            float(job.delay_seconds or 0),
         )
     yield jobs
     yield delay

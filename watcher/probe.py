@@ -1,9 +1,10 @@
 """`dts-watcher check-config --probe`: try the configuration for real, say what is wrong.
 
 A configuration can be valid and still useless: a key id with a typo, a secret from
-another key, a RAM user without the DTS permission, a NATS host that does not resolve, a
-certificate nobody trusts. The probe makes one real `DescribeSynchronizationJobs` call
-per region (PageSize 10, no retries) with the credentials the service would use, and
+another key, a RAM user without the DTS permission, a role that cannot be assumed, a NATS
+host that does not resolve, a certificate nobody trusts. The probe gets every account's
+credentials (assuming its role, if it has one), makes one real call per listing of every
+shard (an account's region; the configured API, one page, no retries) with them, and
 connects to NATS (short timeout, no reconnect loop) and looks the stream up; then it
 says, per check and in plain words, what it found, e.g.
 
@@ -29,8 +30,11 @@ import nats
 import nats.errors
 import nats.js.errors
 
+from watcher.dts.apis import ShardSource
 from watcher.dts.client import ACTION, DtsClient, DtsError, endpoint_host
-from watcher.dts.credentials import describe, provider_from_settings
+from watcher.dts.credentials import describe
+from watcher.dts.credentials.accounts import account_providers
+from watcher.dts.wiring import shard_sources
 from watcher.errors import why
 from watcher.publish import connect_options
 from watcher.settings import Settings
@@ -69,39 +73,66 @@ async def probe(settings: Settings, config_file: str | None = None) -> list[Verd
 
 
 async def probe_dts(settings: Settings, config_file: str | None = None) -> list[Verdict]:
+    """The credentials of every account, then one page of every listing of every shard
+    (an account's region) with the configured API."""
     try:
-        provider = provider_from_settings(settings, config_file)
-        await provider.get()
-    except Exception as exc:  # CredentialsError, or a credentials endpoint that failed
+        providers = account_providers(settings, config_file)
+    except Exception as exc:  # CredentialsError: no usable base credentials, no accounts
         return [Verdict("DTS credentials", False, str(exc) or type(exc).__name__)]
-    verdicts = [Verdict("DTS credentials", True, f"from {describe(provider)}")]
+    verdicts: list[Verdict] = []
+    usable: set[str] = set()
+    for name, provider in providers.items():
+        check = "DTS credentials" if not settings.accounts else f"DTS credentials {name}"
+        try:
+            await provider.get()
+        except Exception as exc:  # a role that cannot be assumed, an endpoint that failed
+            verdicts.append(Verdict(check, False, str(exc) or type(exc).__name__))
+            continue
+        usable.add(name)
+        verdicts.append(Verdict(check, True, f"from {describe(provider)}"))
     dts = settings.dts.model_copy(update={"page_size": PROBE_PAGE_SIZE, "max_attempts": 1})
+    probed = settings.model_copy(update={"dts": dts})
+    sources = shard_sources(probed, providers)
     found: dict[str, Verdict] = {}
-    async with DtsClient(dts, provider) as client:
+    readable = [s for s in sources if s.shard.account in usable]
+    for source in sources:
+        if source.shard.account not in usable:
+            found[source.label] = Verdict(
+                f"DTS {source.label}", False, "not tried: the account's credentials are unusable"
+            )
+    async with DtsClient(dts, sources[0].credentials, shards=readable) as client:
 
-        async def one(region: str) -> None:
-            found[region] = await _probe_region(client, region, settings)
+        async def one(source: ShardSource) -> None:
+            found[source.label] = await _probe_shard(client, source, settings)
 
         async with anyio.create_task_group() as tg:
-            for region in dts.regions:
-                tg.start_soon(one, region)
-    return verdicts + [found[region] for region in dts.regions]
+            for source in readable:
+                tg.start_soon(one, source)
+    return verdicts + [found[source.label] for source in sources]
 
 
-async def _probe_region(client: DtsClient, region: str, settings: Settings) -> Verdict:
+async def _probe_shard(client: DtsClient, source: ShardSource, settings: Settings) -> Verdict:
+    region, label, api = source.shard.region, source.label, source.api
     where = _endpoint(settings, region)
-    check = f"DTS {region}"
+    check = f"DTS {label}"
+    totals: dict[str, int | None] = {}
     try:
-        with anyio.fail_after(settings.dts.timeout + 5):
-            # One page, through the client's own signing and decoding (no retries).
-            page = await client.read_page(region, 1)
+        with anyio.fail_after((settings.dts.timeout + 5) * len(api.listings)):
+            for listing in api.listings:
+                # One page, through the client's own signing and decoding (no retries).
+                page = await client.read_page(label, 1, listing)
+                totals[listing.job_type] = page.total_record_count
     except DtsError as exc:
-        return Verdict(check, False, explain_dts(exc, where, settings.dts.timeout))
+        return Verdict(check, False, explain_dts(exc, where, settings.dts.timeout, api.action))
     except TimeoutError:
         return Verdict(check, False, f"no answer within {settings.dts.timeout:g}s from {where}")
-    total = page.total_record_count
+    total = sum(n or 0 for n in totals.values())
     jobs = "jobs visible" if total != 1 else "job visible"
-    seen = f"credentials accepted, {total} {jobs}"
+    detail = ""
+    if api.action != ACTION:
+        counts = ", ".join(f"{kind} {n}" for kind, n in totals.items())
+        detail = f" with {api.action} ({counts})"
+    seen = f"credentials accepted, {total} {jobs}{detail}"
     doubts = unknown_region_warnings([region], settings.dts.allow_regions)
     if total == 0 and doubts:
         return Verdict(check, False, f"{seen} ({where}), and {doubts[0]}")
@@ -114,8 +145,8 @@ def _endpoint(settings: Settings, region: str) -> str:
     return settings.dts.endpoint or f"https://{endpoint_host(region)}"
 
 
-def explain_dts(exc: DtsError, where: str, timeout: float = 10.0) -> str:
-    """What a failed DescribeSynchronizationJobs call means, in plain words."""
+def explain_dts(exc: DtsError, where: str, timeout: float = 10.0, action: str = ACTION) -> str:
+    """What a failed listing call (`action`) means, in plain words."""
     code = exc.code
     c = code.lower()
     if c.startswith("invalidaccesskeyid.inactive"):
@@ -125,13 +156,15 @@ def explain_dts(exc: DtsError, where: str, timeout: float = 10.0) -> str:
     if c in {"signaturedoesnotmatch", "incompletesignature", "invalidsignature"}:
         return f"signature rejected: the secret does not match the key id ({code})"
     if c.startswith(("forbidden", "nopermission", "notauthorized", "unauthorized")):
-        return f"the key has no permission for dts:{ACTION} ({code})"
+        return f"the key has no permission for dts:{action} ({code})"
     if c == "invalidsecuritytoken.expired":
         return f"the STS security token has expired ({code})"
     if c.startswith("invalidsecuritytoken"):
         return f"the STS security token is malformed or does not belong to the key ({code})"
     if c.startswith("invalidtimestamp"):
         return f"the request time was rejected: is this machine's clock off by minutes? ({code})"
+    if code == "CredentialsUnavailable":
+        return f"no credentials: {exc.api_message}"
     if c.startswith("throttling"):
         return f"throttled by DTS right now; try again in a moment ({code})"
     if "regionid" in c or c.startswith("invalidregion"):

@@ -29,7 +29,7 @@ import anyio
 from watcher import __version__
 from watcher.cycle import Cycle, CycleResult
 from watcher.dts.client import DtsClient
-from watcher.dts.credentials import provider_from_settings
+from watcher.dts.wiring import client_for
 from watcher.events import Severity, watcher_event
 from watcher.heap import Heap
 from watcher.http import HttpServeError, serve_http
@@ -143,7 +143,8 @@ class Watcher:
         return {
             "version": __version__,
             "settings_digest": settings_digest(self.settings),
-            "regions": list(self.settings.dts.regions),
+            # the shards: the regions themselves without accounts, else account/region
+            "regions": [source.label for source in self.client.shards],
         }
 
     def _announce(self, kind: str, severity: Severity, data: dict[str, Any]) -> None:
@@ -170,11 +171,15 @@ async def open_watcher(
     (`client_options["now"]`, the real one by default), which must agree with DTS's.
     """
     clock = now or _utcnow
-    provider = provider_from_settings(settings, config_file, now=clock)
-    store = await anyio.to_thread.run_sync(Store.open, settings.state.file)
+    client = client_for(settings, config_file, now=clock, **client_options)
+    try:
+        store = await anyio.to_thread.run_sync(Store.open, settings.state.file)
+    except BaseException:
+        await client.aclose()
+        raise
     try:
         publisher = Publisher(settings.nats, store)
-        async with DtsClient(settings.dts, provider, **client_options) as client:
+        async with client:
             try:
                 yield Watcher(settings, client, store, publisher, now=clock)
             finally:

@@ -20,55 +20,30 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
-# Statuses as DTS spells them (including its own "Initializating"). Any other value a
-# response carries is kept verbatim: an unknown status is information, not an error.
-NOT_STARTED = "NotStarted"
-PRECHECKING = "Prechecking"
-PRECHECK_FAILED = "PrecheckFailed"
-INITIALIZING = "Initializating"
-INITIALIZE_FAILED = "InitializeFailed"
-SYNCHRONIZING = "Synchronizing"
-FAILED = "Failed"
-SUSPENDING = "Suspending"
-MODIFYING = "Modifying"
-FINISHED = "Finished"
+from watcher import statuses
+from watcher.shards import DEFAULT_ACCOUNT, RegionOutcome, Shard, shard_label
+from watcher.statuses import *  # noqa: F403 - the statuses are part of the model's vocabulary
 
-KNOWN_STATUSES = (
-    NOT_STARTED,
-    PRECHECKING,
-    PRECHECK_FAILED,
-    INITIALIZING,
-    INITIALIZE_FAILED,
-    SYNCHRONIZING,
-    FAILED,
-    SUSPENDING,
-    MODIFYING,
-    FINISHED,
-)
-# A job in one of these has stopped working and needs someone: entering one is critical.
-FAILURE_STATUSES = frozenset({FAILED, PRECHECK_FAILED, INITIALIZE_FAILED})
+__all__ = [
+    "BODY_FIELDS",
+    "DEFAULT_ACCOUNT",
+    "Endpoint",
+    "ErrorDetail",
+    "InitStage",
+    "JOB_TYPES",
+    "JobKey",
+    "JobState",
+    "Precheck",
+    "PrecheckItem",
+    "RegionOutcome",
+    "RetryState",
+    "Shard",
+    "Snapshot",
+    "SyncObject",
+    "shard_label",
+    *statuses.__all__,
+]
 
-_STATUS_BY_LOWER = {s.lower(): s for s in KNOWN_STATUSES}
-# Spellings seen in the wild or easy to expect, mapped onto DTS's own.
-_STATUS_BY_LOWER.update({"initializing": INITIALIZING, "suspended": SUSPENDING})
-
-
-def known_status(text: str) -> str | None:
-    """DTS's spelling of a status it documents, whatever the case; None if unknown."""
-    return _STATUS_BY_LOWER.get(text.strip().lower().replace("_", "").replace(" ", ""))
-
-
-def normalize_status(raw: str | None) -> str:
-    """DTS's spelling of a status, whatever letter case it came in; unknown kept as is."""
-    if raw is None:
-        return "Unknown"
-    text = raw.strip()
-    if not text:
-        return "Unknown"
-    return known_status(text) or text
-
-
-DEFAULT_ACCOUNT = "default"
 # What kind of DTS job: synchronization (the legacy listing shows only these), migration,
 # or change tracking (subscription); DescribeDtsJobs lists each type on request.
 JOB_TYPES = ("sync", "migration", "subscribe")
@@ -151,6 +126,27 @@ class InitStage:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryState:
+    """DescribeDtsJobs' RetryState: DTS retrying a job after a fault."""
+
+    retrying: bool | None = None
+    count: int | None = None  # RetryCount
+    retry_seconds: int | None = None  # RetryTime: time spent retrying so far
+    max_retry_seconds: int | None = None  # MaxRetryTime
+    target: str | None = None  # RetryTarget: srcDB, destDB, inner_module
+    module: str | None = None  # Module
+    error_message: str | None = None  # ErrMessage
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDetail:
+    """One of DescribeDtsJobs' ErrorDetails: a code and a help link for an operator."""
+
+    error_code: str | None = None
+    help_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     instance_id: str | None = None
     instance_type: str | None = None
@@ -199,6 +195,11 @@ class JobState:
     # Where replication has got to, as DTS reports it (DescribeDtsJobs' Checkpoint, a
     # unix time in seconds); None where the API does not say.
     checkpoint: str | None = None
+    # DescribeDtsJobs' DtsInstanceID (the legacy listing's SynchronizationJobId is the
+    # instance id itself, so legacy jobs leave this None: see `detect.adopt`).
+    instance_id: str | None = None
+    retry: RetryState | None = None
+    error_details: tuple[ErrorDetail, ...] = ()
     pay_type: str | None = None
     job_class: str | None = None
     structure_initialization: bool | None = None
@@ -220,6 +221,11 @@ class JobState:
     @property
     def key(self) -> JobKey:
         return JobKey(self.region, self.job_id, self.direction, self.account)
+
+    @property
+    def shard_label(self) -> str:
+        """The label of the shard that lists this job (see `Shard`)."""
+        return shard_label(self.account, self.region)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, stable keys; used by `snapshot`, events and the store.
@@ -246,6 +252,11 @@ class JobState:
             "error_message": self.error_message,
             "delay_seconds": self.delay_seconds,
             "checkpoint": self.checkpoint,
+            "instance_id": self.instance_id,
+            "retry": _retry_dict(self.retry),
+            "error_details": tuple(
+                {"error_code": d.error_code, "help_url": d.help_url} for d in self.error_details
+            ),
             "pay_type": self.pay_type,
             "job_class": self.job_class,
             "structure_initialization": self.structure_initialization,
@@ -338,6 +349,9 @@ class JobState:
         for name in ("source", "destination"):
             if d.get(name) is not None:
                 d[name] = Endpoint(**d[name])
+        if d.get("retry") is not None:
+            d["retry"] = RetryState(**d["retry"])
+        d["error_details"] = tuple(ErrorDetail(**e) for e in d.get("error_details") or ())
         d["tags"] = tuple(sorted((d.get("tags") or {}).items()))
         d["objects"] = tuple(
             SyncObject(
@@ -366,6 +380,20 @@ def _stage_dict(stage: InitStage | None) -> dict[str, Any] | None:
     }
 
 
+def _retry_dict(retry: RetryState | None) -> dict[str, Any] | None:
+    if retry is None:
+        return None
+    return {
+        "retrying": retry.retrying,
+        "count": retry.count,
+        "retry_seconds": retry.retry_seconds,
+        "max_retry_seconds": retry.max_retry_seconds,
+        "target": retry.target,
+        "module": retry.module,
+        "error_message": retry.error_message,
+    }
+
+
 def _endpoint_dict(endpoint: Endpoint | None) -> dict[str, Any] | None:
     if endpoint is None:
         return None
@@ -384,26 +412,12 @@ def _rfc3339(value: datetime | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class RegionOutcome:
-    """How reading one region went. `error` is None exactly when the region is complete."""
-
-    region: str
-    error: str | None = None  # short reason, e.g. "Throttling.User: ..." or "listing drift"
-    error_code: str | None = None
-    pages: int = 0
-    requests: int = 0
-
-    @property
-    def complete(self) -> bool:
-        return self.error is None
-
-
-@dataclass(frozen=True, slots=True)
 class Snapshot:
-    """All jobs seen in one fetch, keyed by `JobKey`, plus how each region went.
+    """All jobs seen in one fetch, keyed by `JobKey`, plus how each shard went (keyed by
+    its label: the region for the default account, `account/region` otherwise).
 
-    Jobs of an incomplete region are whatever was read before the failure and must not be
-    trusted for absence: only `complete_regions` can prove a job is gone.
+    Jobs of an incomplete shard are whatever was read before the failure and must not be
+    trusted for absence: only `complete_regions` (labels) can prove a job is gone.
     """
 
     jobs: Mapping[JobKey, JobState]
@@ -437,7 +451,7 @@ class Snapshot:
     ) -> Snapshot:
         return cls(
             jobs={job.key: job for job in jobs},
-            regions={r.region: r for r in regions},
+            regions={r.label: r for r in regions},
             taken_at=taken_at,
         )
 
@@ -447,6 +461,7 @@ class Snapshot:
             "taken_at": _rfc3339(self.taken_at),
             "regions": {
                 name: {"complete": r.complete, "error": r.error, "pages": r.pages}
+                | ({} if r.account == DEFAULT_ACCOUNT else r.where())
                 for name, r in sorted(self.regions.items())
             },
             "jobs": [job.to_dict() for _, job in sorted(self.jobs.items())],

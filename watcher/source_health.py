@@ -1,4 +1,7 @@
-"""Is the watcher blind? Per-region read health, turned into watcher events. Pure.
+"""Is the watcher blind? Per-shard read health, turned into watcher events. Pure.
+
+A shard is an account's region (`watcher.shards`); its events name the `region`, and the
+`account` too where it is not the default one.
 
 Silence must never look like "all is well". Every incomplete cycle already produces a
 `cycle_incomplete` event; on top of that, a region that could not be read completely for
@@ -50,7 +53,7 @@ def track(
                         "source_recovered",
                         "info",
                         {
-                            "region": name,
+                            **outcome.where(),
                             "unavailable_since": format_time(state.since) if state.since else None,
                             "failed_cycles": state.failures,
                             "last_error_code": state.last_code,
@@ -72,7 +75,7 @@ def track(
                     "source_unavailable",
                     "critical",
                     {
-                        "region": name,
+                        **outcome.where(),
                         "failed_cycles": state.failures,
                         "unavailable_since": format_time(state.since) if state.since else None,
                         "error_code": state.last_code,

@@ -1,11 +1,14 @@
-"""The one API call the simulator serves, DescribeSynchronizationJobs: what it accepts,
-and how it says no (DTS's HTTP status, `Code` and message, in DTS's error body).
+"""The API calls the simulator serves, DescribeSynchronizationJobs and DescribeDtsJobs
+(and STS AssumeRole, `sts.py`): what they accept, and how they say no (DTS's HTTP status,
+`Code` and message, in DTS's error body).
 
 Checked after authentication (`auth.py`), in this order:
 
-    x-acs-action not DescribeSynchronizationJobs  400 InvalidAction.NotFound
-    x-acs-version not 2020-01-01                  400 InvalidVersion
-    PageSize / PageNum / Tag.N.* invalid          400 InvalidParameter
+    x-acs-action neither of the two              400 InvalidAction.NotFound
+    x-acs-version not 2020-01-01                 400 InvalidVersion
+    PageSize / PageNum / Tag.N.* invalid         400 InvalidParameter (legacy)
+    PageSize / PageNumber / JobType invalid      400 InvalidParameter (DescribeDtsJobs;
+                                                 JobType defaults to MIGRATION)
 """
 
 from __future__ import annotations
@@ -16,17 +19,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from dts_sim.render import Filters, json_bytes
+from dts_sim.render import DTS_JOBS_ACTION, Filters, json_bytes
 from watcher.dts.signing import API_VERSION
 
 __all__ = [
     "ACTION",
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_REGION",
+    "DTS_JOBS_ACTION",
     "PAGE_SIZES",
     "ApiError",
     "Response",
     "check_call",
+    "dts_filters_of",
+    "dts_job_type",
+    "dts_page_size",
     "error_response",
     "filters_of",
     "new_request_id",
@@ -100,9 +107,10 @@ def request_params(
     return params
 
 
-def check_call(headers: Mapping[str, str]) -> None:
-    """The action and API version the request names (headers already known present)."""
-    if headers["x-acs-action"] != ACTION:
+def check_call(headers: Mapping[str, str]) -> str:
+    """The action and API version the request names (headers already known present);
+    returns the action."""
+    if headers["x-acs-action"] not in (ACTION, DTS_JOBS_ACTION):
         raise ApiError(
             400,
             "InvalidAction.NotFound",
@@ -115,6 +123,39 @@ def check_call(headers: Mapping[str, str]) -> None:
             "InvalidVersion",
             f"Specified parameter Version {headers['x-acs-version']} is not valid.",
         )
+    return headers["x-acs-action"]
+
+
+DTS_JOBS_DEFAULT_PAGE_SIZE = 20  # the SDK's documented default
+JOB_TYPE_PARAMS = {"MIGRATION": "migration", "SYNC": "sync", "SUBSCRIBE": "subscribe"}
+
+
+def dts_page_size(raw: str | None, largest: int) -> int:
+    """DescribeDtsJobs' PageSize: 1 to `largest` (the simulator's `max_page_size`)."""
+    if raw is None or raw == "":
+        return DTS_JOBS_DEFAULT_PAGE_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= largest:
+        raise ApiError(
+            400,
+            "InvalidParameter",
+            f"The parameter PageSize {raw!r} is invalid; the maximum value is {largest}.",
+        )
+    return int(raw)
+
+
+def dts_job_type(raw: str | None) -> str:
+    """JobType: MIGRATION when absent, as DTS does; our name of the type."""
+    if raw is None or raw == "":
+        return "migration"
+    found = JOB_TYPE_PARAMS.get(raw.upper())
+    if found is None:
+        raise ApiError(
+            400,
+            "InvalidParameter",
+            f"The parameter JobType {raw!r} is invalid; valid values are MIGRATION, SYNC and"
+            " SUBSCRIBE.",
+        )
+    return found
 
 
 def page_size(raw: str | None) -> int:
@@ -163,12 +204,27 @@ def tag_filters(params: Mapping[str, str]) -> list[tuple[str, str | None]]:
 
 
 def filters_of(
-    region: str, params: Mapping[str, str], tags: list[tuple[str, str | None]]
+    region: str,
+    params: Mapping[str, str],
+    tags: list[tuple[str, str | None]],
+    account: str = "default",
 ) -> Filters:
-    """The listing filters a call asks for (empty values are no filter)."""
+    """The listing filters a legacy call asks for (empty values are no filter)."""
     return Filters(
         region,
         params.get("SynchronizationJobName") or None,
         tuple(tags),
         params.get("ResourceGroupId") or None,
+        account,
+    )
+
+
+def dts_filters_of(region: str, params: Mapping[str, str], account: str) -> Filters:
+    """The listing a DescribeDtsJobs call asks for (its job type, resource group)."""
+    return Filters(
+        region,
+        resource_group=params.get("ResourceGroupId") or None,
+        account=account,
+        api=DTS_JOBS_ACTION,
+        job_type=dts_job_type(params.get("JobType")),
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
+import secrets
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,10 @@ class Authenticator:
         self._sts = dict(sts_credentials)
         self._clock = clock
         self._lock = threading.Lock()
+        # Whose key each is (keys not listed: the default account's), and when issued
+        # STS keys expire.
+        self._accounts: dict[str, str] = {}
+        self._expires: dict[str, datetime] = {}
         # Nonces seen in the last 15 minutes, and the order they expire in.
         self._nonces: dict[str, datetime] = {}
         self._nonce_order: collections.deque[tuple[datetime, str]] = collections.deque()
@@ -113,12 +118,36 @@ class Authenticator:
         self._remember_nonce(headers["x-acs-signature-nonce"], now)
         return key_id
 
+    def add_key(self, key_id: str, secret: str, account: str) -> None:
+        """Accept a plain access key of `account`."""
+        with self._lock:
+            self.credentials[key_id] = secret
+            self._accounts[key_id] = account
+
+    def issue(self, account: str, expires: datetime) -> tuple[str, str, str]:
+        """A temporary (STS) key of `account`: (key id, secret, security token)."""
+        key_id = "STS.sim" + secrets.token_hex(10)
+        secret, token = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
+        with self._lock:
+            self._sts[key_id] = (secret, token)
+            self._accounts[key_id] = account
+            self._expires[key_id] = expires
+        return key_id, secret, token
+
+    def account_of(self, key_id: str) -> str:
+        return self._accounts.get(key_id, "default")
+
     def _secret(self, key_id: str, token_sent: str | None) -> str:
         """The secret of `key_id`, once its security token (if an STS key) is right."""
         if key_id in self.credentials:
             secret, token = self.credentials[key_id], None
         elif key_id in self._sts:
             secret, token = self._sts[key_id]
+            expires = self._expires.get(key_id)
+            if expires is not None and self._clock() >= expires:
+                raise ApiError(
+                    403, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired."
+                )
         else:
             raise ApiError(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
         if token is not None and not (

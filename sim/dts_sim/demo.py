@@ -31,7 +31,8 @@ __all__ = ["demo_settings", "run_demo"]
 
 def demo_settings(nats_url: str, dts_url: str, regions: list[str], state: Path) -> Settings:
     return Settings(
-        dts={"regions": regions, "endpoint": dts_url, "rate_limit": 10},
+        # All of DTS: migration, synchronization and change tracking jobs.
+        dts={"regions": regions, "endpoint": dts_url, "rate_limit": 10, "api": "DescribeDtsJobs"},
         credentials={
             "access_key_id": DEFAULT_ACCESS_KEY_ID,
             "access_key_secret": DEFAULT_ACCESS_KEY_SECRET,

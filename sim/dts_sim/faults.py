@@ -52,10 +52,12 @@ class FaultQueue:
             for pending in self._pending
         ]
 
-    def take(self, region: str, page: int) -> Fault | None:
+    def take(
+        self, region: str, page: int, account: str = "default", job_type: str = "sync"
+    ) -> Fault | None:
         """The first fault matching this request, counted as used; None if none does."""
         for pending in self._pending:
-            if pending.fault.matches(region, page):
+            if pending.fault.matches(region, page, account, job_type):
                 if pending.remaining > 0:
                     pending.remaining -= 1
                     if pending.remaining == 0:

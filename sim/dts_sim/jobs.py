@@ -20,16 +20,19 @@ from watcher.snapshot import KNOWN_STATUSES, known_status
 __all__ = [
     "CHECK_STATUSES",
     "DEFAULT_PRECHECK_ITEMS",
+    "JOB_TYPES",
     "PRECHECK_STATUSES",
     "QUIRKS",
     "STAGE_STATUSES",
     "EndpointSpec",
+    "ErrorDetailSpec",
     "JobKey",
     "JobSpec",
     "ObjectSpec",
     "PrecheckItemSpec",
     "PrecheckSpec",
     "Quirk",
+    "RetrySpec",
     "ScenarioError",
     "Spec",
     "StageSpec",
@@ -192,15 +195,46 @@ class ObjectSpec(Spec):
     exclude: list[str] = Field(default_factory=list)
 
 
-class JobSpec(Spec):
-    """One synchronization job as a scenario describes it.
+class RetrySpec(Spec):
+    """DescribeDtsJobs' RetryState of a job DTS is retrying."""
 
-    A two-way instance is two JobSpecs with the same `id`, one per `direction`. Fields left
-    out get realistic values derived from the id and the status (see `job_to_api`).
+    count: int = Field(1, ge=0)
+    seconds: int = Field(60, ge=0)  # RetryTime: spent retrying so far
+    max_seconds: int = Field(43200, ge=0)  # MaxRetryTime
+    target: str = "srcDB"  # srcDB, destDB or inner_module
+    module: str = "reader"
+    error_message: str = "DTS-30011: Connect to source database failed: connection refused"
+
+
+class ErrorDetailSpec(Spec):
+    """One of DescribeDtsJobs' ErrorDetails."""
+
+    code: str
+    help_url: str | None = None
+
+
+JOB_TYPES = ("sync", "migration", "subscribe")
+
+
+class JobSpec(Spec):
+    """One DTS job as a scenario describes it.
+
+    `id` is what the legacy listing calls SynchronizationJobId: the id of the DTS
+    *instance*. DescribeDtsJobs shows it as DtsInstanceID and the job under its own
+    `DtsJobId` (`job_id`, default: the id without its "dts" prefix, plus "r" for a
+    Reverse half). A two-way instance is two JobSpecs with the same `id`, one per
+    `direction`. Fields left out get realistic values derived from the id and the status
+    (see `job_to_api`). The legacy listing shows `sync` jobs only.
     """
 
     id: str = Field(min_length=1)
     region: str = Field(min_length=1)
+    account: str = Field("default", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    job_type: str = "sync"
+    job_id: str | None = None
+    retry: RetrySpec | None = None
+    error_details: list[ErrorDetailSpec] = Field(default_factory=list)
+    checkpoint: int | None = None
     name: str | None = None
     direction: str = "Forward"
     status: str = "Synchronizing"
@@ -230,6 +264,19 @@ class JobSpec(Spec):
         if "/" in v or v != v.strip():
             raise ValueError(f"job id {v!r} must not contain '/' or surrounding spaces")
         return v
+
+    @field_validator("job_type", mode="before")
+    @classmethod
+    def _job_type(cls, v: Any) -> str:
+        return choose(v, JOB_TYPES, "job type")
+
+    @property
+    def dts_job_id(self) -> str:
+        """The job's DtsJobId in DescribeDtsJobs."""
+        if self.job_id is not None:
+            return self.job_id
+        base = self.id[3:] if self.id.startswith("dts") and len(self.id) > 3 else f"{self.id}j"
+        return base + ("r" if self.direction == "Reverse" else "")
 
     @field_validator("direction", mode="before")
     @classmethod

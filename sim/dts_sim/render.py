@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASE_CREATED",
+    "DTS_JOBS_ACTION",
+    "LEGACY_ACTION",
     "Filters",
     "PageSource",
     "display_name",
@@ -381,13 +383,21 @@ def page_body(
     }
 
 
+LEGACY_ACTION = "DescribeSynchronizationJobs"
+DTS_JOBS_ACTION = "DescribeDtsJobs"
+
+
 class Filters(NamedTuple):
-    """What a DescribeSynchronizationJobs call asks for, besides the page."""
+    """What a listing call asks for, besides the page: whose jobs (the caller's account),
+    which listing (`api`, and DescribeDtsJobs' `job_type`), and its filters."""
 
     region: str
     name: str | None = None  # SynchronizationJobName (a case-insensitive substring)
     tags: tuple[tuple[str, str | None], ...] = ()  # Tag.N.Key / Tag.N.Value (None: any)
     resource_group: str | None = None
+    account: str = "default"
+    api: str = LEGACY_ACTION
+    job_type: str = "sync"  # the legacy listing shows synchronization jobs only
 
 
 class PageSource(Protocol):
@@ -415,9 +425,21 @@ def render_page(
     request_id: str,
 ) -> bytes:
     """A page's body, selected and rendered afresh: the simulator's default `PageSource`."""
-    region, name, tags, resource_group = filters
-    selected = state.select(region, name=name, tags=tags, resource_group=resource_group)
+    selected = state.select_for(filters)
     start = (page - 1) * page_size
+    if filters.api == DTS_JOBS_ACTION:
+        from dts_sim.render_dtsjobs import dts_entries, dts_page_body
+
+        entries = dts_entries(selected)
+        return json_bytes(
+            dts_page_body(
+                entries[start : start + page_size],
+                total=len(entries),
+                page_number=page,
+                request_id=request_id,
+                render=state.render_dts,
+            )
+        )
     payload = page_body(
         selected[start : start + page_size],
         total=len(selected),

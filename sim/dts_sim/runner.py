@@ -68,6 +68,12 @@ def _banner(sim: Simulator, loaded: Scenario, interval: float) -> str:
         f" advancing {advancing}",
         f"  access key id: {DEFAULT_ACCESS_KEY_ID}",
         f"  access key secret: {DEFAULT_ACCESS_KEY_SECRET}",
+        *(
+            f"  account {name}: key {a['access_key_id']} / {a['access_key_secret']},"
+            f" role {a['role_arn']}"
+            for name, a in sim.accounts().items()
+            if name != "default"
+        ),
         f"  admin API: {sim.url}/_sim/state (see docs/simulator.md)",
         "",
         "Point a watcher at it with:",

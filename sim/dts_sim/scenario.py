@@ -82,6 +82,8 @@ class Fault(Spec):
     kind: FaultKind
     region: str | None = None
     page: int | None = Field(None, ge=1)
+    account: str | None = None  # only requests signed by this account's keys
+    job_type: str | None = None  # only this DescribeDtsJobs listing (sync for the legacy)
     count: int = 1
     retry_after_ms: int = Field(200, ge=0)  # throttle
     seconds: float = Field(1.0, ge=0)  # slow
@@ -95,9 +97,14 @@ class Fault(Spec):
             raise ValueError("count must be a positive number of requests, or -1 (until cleared)")
         return v
 
-    def matches(self, region: str, page: int) -> bool:
-        return (self.region is None or self.region == region) and (
-            self.page is None or self.page == page
+    def matches(
+        self, region: str, page: int, account: str = "default", job_type: str = "sync"
+    ) -> bool:
+        return (
+            (self.region is None or self.region == region)
+            and (self.page is None or self.page == page)
+            and (self.account is None or self.account == account)
+            and (self.job_type is None or self.job_type == job_type)
         )
 
 
@@ -116,6 +123,8 @@ class GenerateSpec(Spec):
     resource_group: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     quirks: list[Quirk] = Field(default_factory=list)
+    account: str = "default"
+    job_type: str = "sync"
 
     @field_validator("status", mode="before")
     @classmethod
@@ -161,6 +170,8 @@ class GenerateSpec(Spec):
                     resource_group=self.resource_group,
                     tags=dict(self.tags),
                     quirks=list(self.quirks),
+                    account=self.account,
+                    job_type=self.job_type,
                 )
             )
         return jobs
@@ -181,6 +192,8 @@ class Scenario(Spec):
     description: str = ""
     step_seconds: float = Field(3.0, gt=0)
     regions: list[str] | None = None  # the regions a watcher should poll; default: jobs'
+    # Accounts the simulator knows besides those its jobs are in (and `default`).
+    accounts: list[str] = Field(default_factory=list)
     quirks: list[Quirk] = Field(default_factory=list)  # for every job (and the page)
     jobs: list[JobSpec] = Field(default_factory=list)
     generate: list[GenerateSpec] = Field(default_factory=list)
@@ -214,6 +227,18 @@ class Scenario(Spec):
         for block in self.generate:
             out.extend(block.expand())
         return out
+
+    def all_accounts(self) -> list[str]:
+        """`accounts` and every account a job (initial or added later) is in."""
+        found: dict[str, None] = dict.fromkeys(self.accounts)
+        for job in self.jobs:
+            found.setdefault(job.account)
+        for block in self.generate:
+            found.setdefault(block.account)
+        for step in self.steps:
+            for job in step.add:
+                found.setdefault(job.account)
+        return list(found)
 
     def all_regions(self) -> list[str]:
         """`regions` if given, else every region a job (initial or added later) is in."""

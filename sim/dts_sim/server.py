@@ -33,6 +33,7 @@ import anyio.to_thread
 from pydantic import ValidationError
 
 from dts_sim import api
+from dts_sim.accounts import account_keys, role_arn
 from dts_sim.admin import handle_admin
 from dts_sim.api import ApiError, Response
 from dts_sim.auth import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Authenticator
@@ -41,6 +42,7 @@ from dts_sim.httpd import HttpServer
 from dts_sim.jobs import JobKey, JobSpec, ScenarioError, describe_validation_error
 from dts_sim.render import PageSource, render_page
 from dts_sim.scenario import Fault, Scenario, load_scenario
+from dts_sim.sts import STS_ACTION, STS_VERSION, assume_role
 from dts_sim.timeline import ScenarioState
 from watcher.errors import ConfigError
 
@@ -65,6 +67,9 @@ class RequestRecord:
     code: str  # "Success" or the error Code sent
     fault: str | None = None  # the kind of injected fault that hit it, if any
     access_key_id: str | None = None
+    action: str | None = None  # x-acs-action, once authenticated
+    account: str | None = None  # whose key signed it
+    job_type: str | None = None  # the listing DescribeDtsJobs was asked for
 
 
 @dataclass(slots=True)
@@ -76,6 +81,9 @@ class _Outcome:
     page_size: int | None = None
     fault: str | None = None
     access_key_id: str | None = None
+    action: str | None = None
+    account: str | None = None
+    job_type: str | None = None
     delay: float = 0.0  # a slow fault: seconds to wait before sending the answer
 
 
@@ -102,6 +110,7 @@ class Simulator:
         clock: Callable[[], datetime] | None = None,
         auto_advance: float | None = None,
         pages: PageSource | None = None,
+        max_page_size: int = 100,
     ) -> None:
         """
         scenario: a Scenario, a built-in name or a file path; None for no jobs at all.
@@ -112,6 +121,8 @@ class Simulator:
         auto_advance: apply the next step every this many seconds (None: only manually).
         pages: produces a page's body (default: `render_page`, which renders afresh each
             time); called with the simulator's lock held. See `PageSource`.
+        max_page_size: the largest PageSize DescribeDtsJobs accepts (Alibaba documents 30
+            and 100 in different places).
         """
         if scenario is None:
             scenario = Scenario(name="empty")
@@ -120,13 +131,19 @@ class Simulator:
         self._scenario = scenario
         self._host = host
         self._port = port
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._auth = Authenticator(
             credentials
             if credentials is not None
             else {DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET},
             sts_credentials or {},
-            clock or (lambda: datetime.now(UTC)),
+            self._clock,
         )
+        self._max_page_size = max_page_size
+        self._roles: dict[str, str] = {}  # role ARN -> account
+        self._denied: set[str] = set()  # role ARNs AssumeRole refuses (NoPermission)
+        for account in ["default", *scenario.all_accounts()]:
+            self._add_account(account)
         if auto_advance is not None and auto_advance <= 0:
             raise ValueError("auto_advance must be a positive number of seconds, or None")
         self._auto_advance = auto_advance
@@ -236,6 +253,29 @@ class Simulator:
         host, port = self.address
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
+    def _add_account(self, account: str) -> None:
+        if account in self._roles.values():
+            return
+        self._roles[role_arn(account)] = account
+        if account != "default":
+            self._auth.add_key(*account_keys(account), account)
+
+    def accounts(self) -> dict[str, dict[str, str]]:
+        """Each account's access key id, secret and role ARN (no STS keys)."""
+        out = {}
+        for arn, account in self._roles.items():
+            key_id, secret = account_keys(account)
+            out[account] = {"access_key_id": key_id, "access_key_secret": secret, "role_arn": arn}
+        return out
+
+    def deny_role(self, account_or_arn: str) -> str:
+        """Make AssumeRole refuse a role (403 NoPermission), as a trust policy that does
+        not name the watcher would; returns the ARN."""
+        arn = account_or_arn if account_or_arn.startswith("acs:") else role_arn(account_or_arn)
+        with self._lock:
+            self._denied.add(arn)
+        return arn
+
     @property
     def credentials(self) -> dict[str, str]:
         """Accepted access key id -> secret (plain keys, not STS ones)."""
@@ -304,7 +344,9 @@ class Simulator:
 
     def add_job(self, job: JobSpec | Mapping[str, Any]) -> JobSpec:
         with self._lock:
-            return self._state.add_job(job)
+            added = self._state.add_job(job)
+            self._add_account(added.account)
+            return added
 
     def remove_job(self, key: JobKey | str) -> JobSpec:
         with self._lock:
@@ -390,6 +432,9 @@ class Simulator:
             code=code,
             fault=outcome.fault,
             access_key_id=outcome.access_key_id,
+            action=outcome.action,
+            account=outcome.account,
+            job_type=outcome.job_type,
         )
         with self._lock:
             self._requests.append(record)
@@ -414,17 +459,28 @@ class Simulator:
         if path != "/":
             raise ApiError(404, "InvalidApi.NotFound", f"Specified path {path} is not found.")
         query_params = dict(parse_qsl(raw_query, keep_blank_values=True))
-        outcome.access_key_id = self._auth.check(method, path, query_params, headers, body)
+        key_id = outcome.access_key_id = self._auth.check(method, path, query_params, headers, body)
+        account = outcome.account = self._auth.account_of(key_id)
         params = api.request_params(query_params, headers, body)
-        api.check_call(headers)
+        if headers["x-acs-action"] == STS_ACTION and headers["x-acs-version"] == STS_VERSION:
+            outcome.action = STS_ACTION
+            with self._lock:
+                return assume_role(params, self._roles, self._denied, self._auth, self._clock())
+        action = outcome.action = api.check_call(headers)
         region = params.get("RegionId") or api.DEFAULT_REGION
         outcome.region = region
-        page_size = api.page_size(params.get("PageSize"))
-        page = api.page_num(params.get("PageNum"))
+        if action == api.DTS_JOBS_ACTION:
+            page_size = api.dts_page_size(params.get("PageSize"), self._max_page_size)
+            page = api.page_num(params.get("PageNumber"))
+            filters = api.dts_filters_of(region, params, account)
+            outcome.job_type = filters.job_type
+        else:
+            page_size = api.page_size(params.get("PageSize"))
+            page = api.page_num(params.get("PageNum"))
+            filters = api.filters_of(region, params, api.tag_filters(params), account)
         outcome.page, outcome.page_size = page, page_size
-        filters = api.filters_of(region, params, api.tag_filters(params))
 
-        fault = self._take_fault(region, page)
+        fault = self._take_fault(region, page, account, filters.job_type)
         if fault is not None:
             outcome.fault = fault.kind
             early = fault_answer(fault)
@@ -439,9 +495,9 @@ class Simulator:
             body_bytes = self._pages(self._state, filters, page, page_size, request_id)
         return Response(200, body_bytes)
 
-    def _take_fault(self, region: str, page: int) -> Fault | None:
+    def _take_fault(self, region: str, page: int, account: str, job_type: str) -> Fault | None:
         with self._lock:
-            return self._faults.take(region, page)
+            return self._faults.take(region, page, account, job_type)
 
     # -- auto-advance ------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from dts_sim.jobs import JobKey, JobSpec, ScenarioError, describe_validation_error, parse_job_key
-from dts_sim.render import BASE_CREATED, display_name, job_to_api, utc_text
+from dts_sim.render import BASE_CREATED, Filters, display_name, job_to_api, utc_text
+from dts_sim.render_dtsjobs import Entry, dts_job_to_api
 
 if TYPE_CHECKING:
     from dts_sim.scenario import Fault, Scenario, StepSpec
@@ -66,19 +67,37 @@ class ScenarioState:
             found.setdefault(job.region)
         return list(found)
 
+    def select_for(self, filters: Filters) -> list[JobSpec]:
+        """The jobs a listing call with these filters shows, in order."""
+        return self.select(
+            filters.region,
+            name=filters.name,
+            tags=filters.tags,
+            resource_group=filters.resource_group,
+            account=filters.account,
+            job_type=filters.job_type,
+        )
+
     def select(
         self,
         region: str,
         name: str | None = None,
         tags: Iterable[tuple[str, str | None]] = (),
         resource_group: str | None = None,
+        account: str = "default",
+        job_type: str = "sync",
     ) -> list[JobSpec]:
-        """The jobs a DescribeSynchronizationJobs call with these filters lists, in order."""
+        """The jobs of `account` and `job_type` a listing with these filters shows, in
+        order (DescribeSynchronizationJobs: the sync ones)."""
         wanted_tags = list(tags)
         needle = name.lower() if name else None
         # One pass per filter actually given: with 10,000 jobs this is served for every
         # page request (that misses a cache), so the common case stays one loop.
-        out = [job for job in self._jobs.values() if job.region == region]
+        out = [
+            job
+            for job in self._jobs.values()
+            if job.region == region and job.account == account and job.job_type == job_type
+        ]
         if needle is not None:
             out = [job for job in out if needle in display_name(job).lower()]
         if resource_group:
@@ -92,6 +111,18 @@ class ScenarioState:
     def render(self, job: JobSpec) -> dict[str, Any]:
         """`job_to_api(job, scenario quirks)`, with the creation time this state gave it."""
         return job_to_api(job, self.scenario.quirks, created=self.created_at(job))
+
+    def render_dts(self, entry: Entry) -> dict[str, Any]:
+        """`dts_job_to_api` of a DescribeDtsJobs entry, with the creation time given."""
+        job, reverse = entry
+        return dts_job_to_api(job, reverse, self.created_at(job), self.scenario.quirks)
+
+    def accounts(self) -> list[str]:
+        """Every account a job is (or was declared) in, `default` first."""
+        found = dict.fromkeys(["default", *self.scenario.all_accounts()])
+        for job in self._jobs.values():
+            found.setdefault(job.account)
+        return list(found)
 
     def created_at(self, job: JobSpec) -> datetime:
         """The job's creation time: its own `created`, else the one given when added."""

@@ -36,6 +36,9 @@ def parse(text: str) -> Samples:
     return samples
 
 
+SHARD = (("account", "default"), ("job_type", "sync"))
+
+
 def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
@@ -113,22 +116,48 @@ async def test_metrics_after_a_scenario_show_what_happened(
     s = await harness.scrape()
 
     # the DTS API, read from the client's stats at scrape time
-    assert value(s, "dts_watcher_api_requests_total", region="cn-hangzhou", outcome="OK") == 1
     assert (
-        value(s, "dts_watcher_api_requests_total", region="cn-hangzhou", outcome="Throttling.User")
+        value(
+            s,
+            "dts_watcher_api_requests_total",
+            account="default",
+            region="cn-hangzhou",
+            outcome="OK",
+        )
         == 1
     )
-    assert value(s, "dts_watcher_api_requests_total", region="cn-shanghai", outcome="OK") == 2
-    assert value(s, "dts_watcher_api_retries_total", region="cn-hangzhou") == 1
-    assert value(s, "dts_watcher_api_retries_total", region="cn-shanghai") is None
-    assert value(s, "dts_watcher_api_pages_total", region="cn-hangzhou") == 1
-    assert value(s, "dts_watcher_api_pages_total", region="cn-shanghai") == 2
+    assert (
+        value(
+            s,
+            "dts_watcher_api_requests_total",
+            account="default",
+            region="cn-hangzhou",
+            outcome="Throttling.User",
+        )
+        == 1
+    )
+    assert (
+        value(
+            s,
+            "dts_watcher_api_requests_total",
+            account="default",
+            region="cn-shanghai",
+            outcome="OK",
+        )
+        == 2
+    )
+    assert value(s, "dts_watcher_api_retries_total", account="default", region="cn-hangzhou") == 1
+    assert (
+        value(s, "dts_watcher_api_retries_total", account="default", region="cn-shanghai") is None
+    )
+    assert value(s, "dts_watcher_api_pages_total", account="default", region="cn-hangzhou") == 1
+    assert value(s, "dts_watcher_api_pages_total", account="default", region="cn-shanghai") == 2
 
     # the jobs, from the baseline
     assert series(s, "dts_watcher_jobs") == {
-        frozenset({("region", "cn-hangzhou"), ("status", "Synchronizing")}): 3,
-        frozenset({("region", "cn-hangzhou"), ("status", "Failed")}): 1,
-        frozenset({("region", "cn-shanghai"), ("status", "Synchronizing")}): 12,
+        frozenset({*SHARD, ("region", "cn-hangzhou"), ("status", "Synchronizing")}): 3,
+        frozenset({*SHARD, ("region", "cn-hangzhou"), ("status", "Failed")}): 1,
+        frozenset({*SHARD, ("region", "cn-shanghai"), ("status", "Synchronizing")}): 12,
     }
     delays = series(s, "dts_watcher_job_delay_seconds")
     assert len(delays) == 16
@@ -140,6 +169,8 @@ async def test_metrics_after_a_scenario_show_what_happened(
             job_name="orders",
             region="cn-hangzhou",
             direction="Forward",
+            account="default",
+            job_type="sync",
         )
         == 75
     )
@@ -151,6 +182,8 @@ async def test_metrics_after_a_scenario_show_what_happened(
             job_name="pay",
             region="cn-hangzhou",
             direction="Reverse",
+            account="default",
+            job_type="sync",
         )
         == 9
     )
@@ -182,7 +215,13 @@ async def test_metrics_after_a_scenario_show_what_happened(
     assert not second.complete
     s = await harness.scrape()
     assert (
-        value(s, "dts_watcher_api_requests_total", region="cn-shanghai", outcome="Forbidden.RAM")
+        value(
+            s,
+            "dts_watcher_api_requests_total",
+            account="default",
+            region="cn-shanghai",
+            outcome="Forbidden.RAM",
+        )
         == 1
     )
     assert value(s, "dts_watcher_cycles_total", result="incomplete") == 1
@@ -191,7 +230,17 @@ async def test_metrics_after_a_scenario_show_what_happened(
     # the last complete cycle is still the first one
     assert value(s, "dts_watcher_last_complete_cycle_timestamp_seconds") == last_complete
     # the jobs of the unread region keep their last known state
-    assert value(s, "dts_watcher_jobs", region="cn-shanghai", status="Synchronizing") == 12
+    assert (
+        value(
+            s,
+            "dts_watcher_jobs",
+            account="default",
+            job_type="sync",
+            region="cn-shanghai",
+            status="Synchronizing",
+        )
+        == 12
+    )
 
 
 async def test_a_scrape_before_any_cycle_is_valid_and_says_nothing_is_known(

@@ -55,7 +55,11 @@ async def test_the_running_service_serves_readiness_and_metrics(
         scrape = (await http.get("/metrics")).text
         assert metric(scrape, 'dts_watcher_events_total{kind="discovered",severity="info"}') == 2
         assert (
-            metric(scrape, 'dts_watcher_job_delay_seconds{direction="Forward",job_id="j1"') == 120
+            metric(
+                scrape,
+                'dts_watcher_job_delay_seconds{account="default",direction="Forward",job_id="j1"',
+            )
+            == 120
         )
         assert metric(scrape, "dts_watcher_cycles_total") >= 1
         assert "dts_watcher_publish_duration_seconds_count" in scrape

@@ -726,6 +726,8 @@ def test_admin_api(
         "dtsdemo06",
         "dtsdemo07",
         "dtsdemo08",
+        "dtsdemo10",  # migration jobs (DescribeDtsJobs shows them)
+        "dtsdemo11",
     ]
 
     assert client.post(f"{admin}/advance").json()["step"] == 1

@@ -70,7 +70,10 @@ def make_settings(
         "state": {"path": tmp_path / "state.sqlite3"},
     }
     for name, overrides in sections.items():
-        values[name] = {**values.get(name, {}), **overrides}
+        if isinstance(overrides, dict):
+            values[name] = {**values.get(name, {}), **overrides}
+        else:  # a list (accounts): as given
+            values[name] = overrides
     return Settings(**values)
 
 

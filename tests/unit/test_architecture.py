@@ -26,7 +26,16 @@ PACKAGE = ROOT / "watcher"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("watcher.errors", "watcher.fastjson", "watcher.faults", "watcher.signals")),
     ("settings and logs", ("watcher.settings", "watcher.logs", "watcher.heap")),
-    ("the model", ("watcher.snapshot", "watcher.kinds", "watcher.events")),
+    (
+        "the model",
+        (
+            "watcher.snapshot",
+            "watcher.statuses",
+            "watcher.shards",
+            "watcher.kinds",
+            "watcher.events",
+        ),
+    ),
     ("pure judgement", ("watcher.rules", "watcher.detect", "watcher.source_health")),
     ("DTS, state, NATS", ("watcher.dts", "watcher.store", "watcher.publish")),
     ("what the service knows", ("watcher.status", "watcher.metrics", "watcher.http")),

@@ -262,12 +262,21 @@ TRANSITIONS = [
     (INITIALIZING, SYNCHRONIZING, "info", None),
     (SYNCHRONIZING, MODIFYING, "info", None),
     (SYNCHRONIZING, FINISHED, "info", None),
-    (SYNCHRONIZING, "Retrying", "info", None),  # a status DTS may invent tomorrow
+    (SYNCHRONIZING, "Upgraded", "info", None),  # a status DTS may invent tomorrow
+    (SYNCHRONIZING, "Retrying", "warning", None),
     ("Retrying", FAILED, "critical", None),
     (FAILED, SYNCHRONIZING, "info", FAILED),
     (PRECHECK_FAILED_STATUS, PRECHECKING, "info", PRECHECK_FAILED_STATUS),
     (INITIALIZE_FAILED, INITIALIZING, "info", INITIALIZE_FAILED),
-    (FAILED, "Retrying", "info", FAILED),
+    (FAILED, "Retrying", "warning", FAILED),
+    # DescribeDtsJobs: migration, modification and change tracking failures are critical.
+    ("Migrating", "MigrationFailed", "critical", None),
+    ("Modifying", "ModifyFailed", "critical", None),
+    ("Normal", "Abnormal", "critical", None),
+    ("Abnormal", "Normal", "info", "Abnormal"),
+    ("MigrationFailed", "Migrating", "info", "MigrationFailed"),
+    ("Migrating", FINISHED, "info", None),
+    ("Starting", "Normal", "info", None),
     # Moving from one failure to another is no recovery.
     (FAILED, PRECHECK_FAILED_STATUS, "critical", None),
     (INITIALIZE_FAILED, FAILED, "critical", None),

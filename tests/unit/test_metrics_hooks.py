@@ -94,15 +94,34 @@ async def test_live_values_are_read_at_scrape_time() -> None:
     body, content_type = await m.render()
     text = body.decode()
     assert content_type.startswith("text/plain")
-    assert 'dts_watcher_api_requests_total{outcome="Timeout",region="cn-hangzhou"} 1.0' in text
+    assert (
+        'dts_watcher_api_requests_total{account="default",outcome="Timeout",'
+        'region="cn-hangzhou"} 1.0' in text
+    )
     assert sample(m, "dts_watcher_nats_connected") == 0
     assert sample(m, "dts_watcher_events_published_total") == 7
     assert sample(m, "dts_watcher_publish_failures_total") == 2
     assert sample(m, "dts_watcher_outbox_depth") == 5
-    assert sample(m, "dts_watcher_jobs", region="cn-hangzhou", status="Failed") == 1
+    assert (
+        sample(
+            m,
+            "dts_watcher_jobs",
+            account="default",
+            job_type="sync",
+            region="cn-hangzhou",
+            status="Failed",
+        )
+        == 1
+    )
     # only jobs that report a delay have a delay series
     assert "dts0002" not in text
-    labels = {"job_id": "dts0001", "job_name": "job 1", "region": "cn-hangzhou"}
+    labels = {
+        "job_id": "dts0001",
+        "job_name": "job 1",
+        "region": "cn-hangzhou",
+        "account": "default",
+    }
+    labels["job_type"] = "sync"
     assert sample(m, "dts_watcher_job_delay_seconds", **labels, direction="Forward") == 10
 
 
@@ -114,7 +133,17 @@ async def test_delay_series_are_capped_keeping_the_largest_delays() -> None:
     assert len(kept) == 3
     assert all(any(f'job_id="dts{n:04d}"' in line for line in kept) for n in (7, 8, 9))
     assert sample(m, "dts_watcher_job_delay_series_dropped") == 7
-    assert sample(m, "dts_watcher_jobs", region="cn-hangzhou", status="Synchronizing") == 10
+    assert (
+        sample(
+            m,
+            "dts_watcher_jobs",
+            account="default",
+            job_type="sync",
+            region="cn-hangzhou",
+            status="Synchronizing",
+        )
+        == 10
+    )
 
 
 def test_each_metrics_object_has_its_own_registry() -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks.simcache import CachedPages
 from dts_sim import JobSpec, ScenarioState, parse_scenario
-from dts_sim.render import Filters, render_page
+from dts_sim.render import DTS_JOBS_ACTION, Filters, render_page
 
 SCENARIO = """
 quirks = ["wrapped_lists"]
@@ -53,6 +53,21 @@ id_prefix = "dtsbj"
 count = 12
 quirks = ["empty_strings", "extra_fields"]
 
+[[generate]]
+region = "cn-hangzhou"
+id_prefix = "dtsmig"
+count = 25
+job_type = "migration"
+status = ["Migrating", "Finished", "MigrationFailed"]
+delay = [0, 3]
+
+[[jobs]]
+id = "dtssub"
+region = "cn-hangzhou"
+job_type = "subscribe"
+status = "Normal"
+account = "other"
+
 [[steps]]
 note = "a delay and a failure"
 set = { dtsa = { delay = 420 }, dtsgen007 = { status = "Failed", error_message = "boom" } }
@@ -76,6 +91,11 @@ FILTERS = [
     Filters("cn-hangzhou", tags=(("team", None),)),
     Filters("cn-beijing", tags=(("env", None),)),
     Filters("cn-hangzhou", resource_group="rg-1"),
+    # DescribeDtsJobs: each job type, a two-way job as one entry, another account
+    Filters("cn-hangzhou", api=DTS_JOBS_ACTION, job_type="sync"),
+    Filters("cn-hangzhou", api=DTS_JOBS_ACTION, job_type="migration"),
+    Filters("cn-hangzhou", api=DTS_JOBS_ACTION, job_type="subscribe", account="other"),
+    Filters("cn-hangzhou", api=DTS_JOBS_ACTION, job_type="subscribe"),  # not this account's
 ]
 
 

@@ -22,8 +22,10 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 def snap(*jobs: JobState, complete: bool = True) -> Snapshot:
-    outcome = RegionOutcome("cn-hangzhou", error=None if complete else "boom")
-    return Snapshot.of(jobs, [outcome], NOW)
+    accounts = {"default"} | {j.account for j in jobs}  # every shard the jobs are in
+    error = None if complete else "boom"
+    outcomes = [RegionOutcome("cn-hangzhou", error=error, account=a) for a in sorted(accounts)]
+    return Snapshot.of(jobs, outcomes, NOW)
 
 
 def job(job_id: str, **fields: object) -> JobState:

@@ -14,8 +14,12 @@ a failed page for jobs that vanished, so the rules here are strict:
 - InvalidSecurityToken.Expired makes the credentials provider re-read its source, once.
 - Other 4xx (bad signature, unknown key, no permission) fail fast: retrying cannot help.
   The error carries the API's Code, Message and RequestId.
-- Requests per region are paced by a rate limiter well under DTS's documented 20 per
-  second per account per region; regions are read concurrently, bounded.
+- Requests per shard are paced by a rate limiter well under DTS's documented 20 per
+  second per account per region; shards are read concurrently, bounded.
+
+A *shard* is one account's region, read with its account's credentials and listing API
+(`watcher.dts.apis`), named here by its label (the region itself for the default account:
+`region` below); it is counted, paced and failed alone: one never blinds another.
 
 I/O goes through an injectable httpx transport, and time through injectable `sleep`,
 `now` and `random` functions, so every path is testable without a network or real waits.
@@ -28,7 +32,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,14 +42,17 @@ import httpx
 
 from watcher import fastjson
 from watcher.dts import signing
+from watcher.dts.apis import Listing, ShardSource, listing_api
 from watcher.dts.credentials import Credentials, CredentialsProvider
-from watcher.dts.models import ApiError, PageParse, parse_page
+from watcher.dts.dtsjobs import ApiRefusal
+from watcher.dts.models import ApiError, PageParse
 from watcher.dts.pacing import PACE, RateLimiter
+from watcher.dts.paging import ListingDrift, assemble, first_page
 from watcher.dts.record_cache import CachedJobs, JobCache
 from watcher.errors import SourceError
 from watcher.logs import get_logger
 from watcher.settings import DtsSettings
-from watcher.snapshot import JobKey, JobState, RegionOutcome, Snapshot
+from watcher.snapshot import DEFAULT_ACCOUNT, JobState, RegionOutcome, Shard, Snapshot
 
 ACTION = "DescribeSynchronizationJobs"
 # Regions DTS serves from the central endpoint rather than dts.<region>.aliyuncs.com
@@ -96,10 +103,6 @@ class DtsError(SourceError):
         super().__init__(f"DTS {region}: {detail}")
 
 
-class ListingDrift(Exception):
-    """The listing moved under us while paging; the reason says how."""
-
-
 @dataclass
 class ClientStats:
     """Counters since the client was created (metrics and logs read them)."""
@@ -116,6 +119,7 @@ class DtsClient:
         settings: DtsSettings,
         credentials: CredentialsProvider,
         *,
+        shards: Sequence[ShardSource] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -129,8 +133,17 @@ class DtsClient:
         self._now = now
         self._clock = clock
         self._rand = rand
+        if shards is None:  # the default account, as `dts` says
+            api = listing_api(settings, settings.api, settings.job_types)
+            shards = [
+                ShardSource(Shard(DEFAULT_ACCOUNT, region), api, credentials)
+                for region in settings.regions
+            ]
+        self._shards = {source.label: source for source in shards}
         pace = settings.rate_limit * PACE
-        self._limiters = {region: RateLimiter(pace, clock, sleep) for region in settings.regions}
+        self._limiters = {label: RateLimiter(pace, clock, sleep) for label in self._shards}
+        # The page size each shard's API accepted (an index into its `page_sizes`).
+        self._size_index: dict[str, int] = {}
         limits = httpx.Limits(
             max_connections=settings.max_concurrent_regions * settings.max_concurrent_pages,
             max_keepalive_connections=settings.max_concurrent_regions
@@ -139,8 +152,8 @@ class DtsClient:
         self._http = httpx.AsyncClient(
             transport=transport, timeout=settings.timeout, limits=limits, trust_env=False
         )
-        # Per region, the jobs of its last complete listing (see JobCache).
-        self._parsed: dict[str, CachedJobs] = {}
+        # Per shard and listing, the jobs of its last complete read (see JobCache).
+        self._parsed: dict[tuple[str, str], CachedJobs] = {}
 
     async def __aenter__(self) -> DtsClient:
         return self
@@ -153,8 +166,12 @@ class DtsClient:
 
     # -- one cycle ------------------------------------------------------------------------
 
+    @property
+    def shards(self) -> list[ShardSource]:
+        return list(self._shards.values())
+
     async def fetch(self, on_page: PageHook | None = None) -> Snapshot:
-        """Read every configured region; never raises for DTS or network faults.
+        """Read every configured shard; never raises for DTS or network faults.
 
         `on_page(region, jobs)` is called with each page as it arrives, once it agrees
         with the first page of its listing on the total: a consistent page, though the
@@ -169,15 +186,16 @@ class DtsClient:
                 results[region] = await self.fetch_region(region, on_page)
 
         async with anyio.create_task_group() as tg:
-            for region in self.settings.regions:
-                tg.start_soon(one, region)
-        jobs = [job for region in self.settings.regions for job in results[region][0]]
-        return Snapshot.of(jobs, (results[r][1] for r in self.settings.regions), taken_at)
+            for label in self._shards:
+                tg.start_soon(one, label)
+        jobs = [job for label in self._shards for job in results[label][0]]
+        return Snapshot.of(jobs, (results[label][1] for label in self._shards), taken_at)
 
     async def fetch_region(
         self, region: str, on_page: PageHook | None = None
     ) -> tuple[list[JobState], RegionOutcome]:
-        """All jobs of one region and how the read went (never raises for DTS faults)."""
+        """All jobs of one shard (by label: a region of the default account) and how the
+        read went (never raises for DTS faults)."""
         requests_before = sum(n for (r, _), n in self.stats.requests.items() if r == region)
         pages = 0
         error: str | None = None
@@ -203,21 +221,50 @@ class DtsClient:
                 )
                 break
         requests = sum(n for (r, _), n in self.stats.requests.items() if r == region)
+        source = self._shards[region]
         outcome = RegionOutcome(
-            region=region,
+            region=source.shard.region,
             error=error,
             error_code=code,
             pages=pages,
             requests=requests - requests_before,
+            account=source.shard.account,
+            job_types=source.api.covers,
         )
         return (jobs if error is None else []), outcome
 
     async def _read_listing(
         self, region: str, on_page: PageHook | None
     ) -> tuple[list[JobState], int]:
-        size = self.settings.page_size
-        cache = JobCache(self._parsed.get(region))
-        first = await self._page(region, 1, cache)
+        """Every listing of the shard (one per job type with DescribeDtsJobs)."""
+        jobs: list[JobState] = []
+        pages = 0
+        for listing in self._shards[region].api.listings:
+            found, count = await self._read_one(region, listing, on_page)
+            jobs.extend(found)
+            pages += count
+        return jobs, pages
+
+    async def _first_page(
+        self, region: str, listing: Listing, cache: JobCache
+    ) -> tuple[PageParse, int]:
+        """The first page and its page size: the largest the shard's API accepts."""
+
+        async def read(size: int) -> PageParse:
+            return await self._page(region, 1, cache, listing, size)
+
+        sizes = self._shards[region].api.page_sizes
+        page, size, self._size_index[region] = await first_page(
+            region, sizes, self._size_index.get(region, 0), read
+        )
+        return page, size
+
+    async def _read_one(
+        self, region: str, listing: Listing, on_page: PageHook | None
+    ) -> tuple[list[JobState], int]:
+        api = self._shards[region].api
+        cache = JobCache(self._parsed.get((region, listing.job_type)), api.record_keys)
+        first, size = await self._first_page(region, listing, cache)
         total = first.total_record_count
         if total is None or total < 0:
             raise DtsError(
@@ -238,7 +285,9 @@ class DtsClient:
             async def one(number: int, scope: anyio.CancelScope) -> None:
                 async with gate:
                     try:
-                        page = pages[number] = await self._page(region, number, cache)
+                        page = pages[number] = await self._page(
+                            region, number, cache, listing, size
+                        )
                         if on_page is not None and page.total_record_count == total:
                             on_page(region, page.jobs)
                     except DtsError as exc:  # one failed page fails the listing: stop the rest
@@ -250,22 +299,42 @@ class DtsClient:
                     tg.start_soon(one, number, tg.cancel_scope)
             if failures:
                 raise failures[0]
-        jobs = _assemble(pages, total, size)
-        self._parsed[region] = cache.seen  # complete and consistent: reused next time
+        jobs = assemble(pages, total, size)
+        # complete and consistent: reused next time
+        self._parsed[(region, listing.job_type)] = cache.seen
         return jobs, page_count
 
     # -- one page, with retries ----------------------------------------------------------
 
-    async def read_page(self, region: str, number: int = 1) -> PageParse:
-        """One page of one region, with the usual retries (`check-config --probe` uses it)."""
-        return await self._page(region, number)
+    async def read_page(
+        self, region: str, number: int = 1, listing: Listing | None = None
+    ) -> PageParse:
+        """One page of one shard's listing (its first by default), with the usual retries
+        and page-size fallback (`check-config --probe` uses it)."""
+        listing = listing or self._shards[region].api.listings[0]
+        if number == 1:
+            cache = JobCache(keys=self._shards[region].api.record_keys)
+            return (await self._first_page(region, listing, cache))[0]
+        return await self._page(region, number, None, listing)
 
-    async def _page(self, region: str, number: int, cache: JobCache | None = None) -> PageParse:
-        params = self._params(region, number)
+    async def _page(
+        self,
+        region: str,
+        number: int,
+        cache: JobCache | None = None,
+        listing: Listing | None = None,
+        size: int | None = None,
+    ) -> PageParse:
+        source = self._shards[region]
+        listing = listing or source.api.listings[0]
+        size = size or source.api.page_sizes[0]
+        params = {"RegionId": source.shard.region, **source.api.params(listing, number, size)}
         body, exact = await self._call(region, params)
         try:
             # Only orjson's documents may use the cache (see JobCache).
-            parsed = parse_page(body, region, cache if exact else None)
+            parsed = source.api.parse(body, source.shard, listing, cache if exact else None)
+        except ApiRefusal as exc:  # DescribeDtsJobs: HTTP 200 with Success false
+            raise DtsError(exc.message, code=exc.code, region=region) from None
         except Exception as exc:  # a model bug must not take the cycle down
             raise DtsError(
                 f"response could not be interpreted: {type(exc).__name__}",
@@ -277,18 +346,6 @@ class DtsClient:
             self.stats.skipped_records[region] += parsed.skipped
             log.warning("dts.records_skipped", region=region, page=number, count=parsed.skipped)
         return parsed
-
-    def _params(self, region: str, number: int) -> dict[str, str]:
-        s = self.settings
-        params = {"RegionId": region, "PageSize": str(s.page_size), "PageNum": str(number)}
-        if s.job_name:
-            params["SynchronizationJobName"] = s.job_name
-        if s.resource_group_id:
-            params["ResourceGroupId"] = s.resource_group_id
-        for index, (key, value) in enumerate(sorted(s.tags.items()), start=1):
-            params[f"Tag.{index}.Key"] = key
-            params[f"Tag.{index}.Value"] = value
-        return params
 
     async def _call(self, region: str, params: dict[str, str]) -> tuple[dict[str, Any], bool]:
         attempts = self.settings.max_attempts
@@ -312,7 +369,7 @@ class DtsClient:
                 log.warning(
                     "dts.retry",
                     region=region,
-                    page=params.get("PageNum"),
+                    page=params.get("PageNum") or params.get("PageNumber"),
                     attempt=attempt,
                     code=exc.code,
                     request_id=exc.request_id,
@@ -334,7 +391,7 @@ class DtsClient:
             method="GET",
             host=host,
             scheme=scheme,
-            action=ACTION,
+            action=self._shards[region].api.action,
             params=params,
             access_key_id=credentials.access_key_id,
             access_key_secret=credentials.access_key_secret.get_secret_value(),
@@ -372,10 +429,11 @@ class DtsClient:
 
     async def _credentials_call(self, region: str, refresh: bool = False) -> Credentials:
         """Credentials from the provider; its failure fails the region, not the cycle."""
+        provider = self._shards[region].credentials
         try:
             if refresh:
-                return await self._credentials.refresh()
-            return await self._credentials.get()
+                return await provider.refresh()
+            return await provider.get()
         except Exception as exc:
             raise DtsError(
                 f"credentials unavailable: {exc}", code="CredentialsUnavailable", region=region
@@ -385,7 +443,7 @@ class DtsClient:
         if self.settings.endpoint:
             scheme, _, host = self.settings.endpoint.partition("://")
             return scheme, host
-        return "https", endpoint_host(region)
+        return "https", endpoint_host(self._shards[region].shard.region)
 
     def _decode(self, region: str, response: httpx.Response) -> tuple[dict[str, Any], bool]:
         """The body as a JSON object, and whether orjson decoded it (`fastjson.loads`)."""
@@ -440,26 +498,3 @@ def _retry_after(response: httpx.Response) -> float | None:
 def _preview(response: httpx.Response) -> str:
     kind = response.headers.get("content-type", "no content type")
     return f"HTTP {response.status_code}, {kind}, {len(response.content)} bytes"
-
-
-def _assemble(pages: dict[int, PageParse], total: int, size: int) -> list[JobState]:
-    """Join pages into one listing, or raise ListingDrift if they do not add up."""
-    totals = {p.total_record_count for p in pages.values()}
-    if len(totals) > 1:
-        raise ListingDrift(f"TotalRecordCount moved between pages: {sorted(totals, key=str)}")
-    records = sum(p.raw_count for p in pages.values())
-    if records != total:
-        raise ListingDrift(f"read {records} records, TotalRecordCount says {total}")
-    for number, page in pages.items():
-        expected = min(size, total - (number - 1) * size)
-        if page.raw_count != expected:
-            raise ListingDrift(f"page {number} had {page.raw_count} records, expected {expected}")
-    seen: set[JobKey] = set()
-    jobs: list[JobState] = []
-    for number in sorted(pages):
-        for job in pages[number].jobs:
-            if job.key in seen:
-                raise ListingDrift(f"job {job.key} appeared twice")
-            seen.add(job.key)
-            jobs.append(job)
-    return jobs

@@ -27,6 +27,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from watcher.dts.record_cache import JobCache
 from watcher.snapshot import (
+    DEFAULT_ACCOUNT,
     Endpoint,
     InitStage,
     JobState,
@@ -280,7 +281,7 @@ class SynchronizationInstance(ApiModel):
     performance: LooseObject[Performance] = Field(None, alias="Performance")
     precheck_status: LooseObject[PrecheckStatus] = Field(None, alias="PrecheckStatus")
 
-    def to_job_state(self, region: str) -> JobState:
+    def to_job_state(self, region: str, account: str = DEFAULT_ACCOUNT) -> JobState:
         """The normalized job; requires `synchronization_job_id` (see `parse_page`)."""
         job_id = self.synchronization_job_id or ""
         delay = self.delay
@@ -292,6 +293,7 @@ class SynchronizationInstance(ApiModel):
             direction=_direction(self.synchronization_direction),
             job_name=self.synchronization_job_name or "",
             status=normalize_status(self.status),
+            account=account,
             error_message=self.error_message,
             delay_seconds=int(delay) if delay is not None and delay >= 0 else None,
             pay_type=self.pay_type,
@@ -406,6 +408,10 @@ def _title(raw: str | None) -> str | None:
     return _STAGE_WORDS.get(raw.lower(), raw)
 
 
+# Shared with the DescribeDtsJobs models (watcher.dts.dtsjobs).
+direction, stage, title = _direction, _stage, _title
+
+
 class PageParse(BaseModel):
     """One page, parsed: the jobs we could use and how many we could not."""
 
@@ -419,7 +425,12 @@ class PageParse(BaseModel):
     skipped: int
 
 
-def parse_page(body: dict[str, Any], region: str, cache: JobCache | None = None) -> PageParse:
+def parse_page(
+    body: dict[str, Any],
+    region: str,
+    cache: JobCache | None = None,
+    account: str = DEFAULT_ACCOUNT,
+) -> PageParse:
     """Parse one decoded response body; jobs with no id are skipped and counted.
 
     With a `cache` (see JobCache), unchanged records reuse the JobState parsed last time.
@@ -440,7 +451,7 @@ def parse_page(body: dict[str, Any], region: str, cache: JobCache | None = None)
         if not instance.synchronization_job_id:
             skipped += 1
             continue
-        job = instance.to_job_state(region)
+        job = instance.to_job_state(region, account)
         if cache is not None:
             if (previous := cache.previous.get(key)) is not None:
                 job = job.sharing_body(previous[1])

@@ -10,9 +10,14 @@ import orjson
 
 from watcher.snapshot import JobState
 
-_Key = tuple[str | None, str | None]  # the raw SynchronizationJobId and -Direction
-_Cached = tuple[bytes, JobState]  # (fingerprint of the raw record, the JobState it gave)
+_Key = tuple[str | None, str | None]  # the raw id and direction of a record
+# (fingerprint of the raw record, what it gave: a JobState, or with DescribeDtsJobs the
+# tuple of jobs of an entry, a two-way one's two halves)
+_Cached = tuple[bytes, Any]
 CachedJobs = dict[_Key, _Cached]  # what one listing leaves for the next
+# The keys that name a record: the legacy listing's, DescribeDtsJobs' (`DTS_JOBS_KEYS`).
+LEGACY_KEYS = ("SynchronizationJobId", "SynchronizationDirection")
+DTS_JOBS_KEYS = ("DtsJobId", "DtsJobDirection")
 
 
 class JobCache:
@@ -38,15 +43,18 @@ class JobCache:
     lone surrogates, so equal fingerprints mean equal records.
     """
 
-    __slots__ = ("previous", "seen")
+    __slots__ = ("keys", "previous", "seen")
 
-    def __init__(self, previous: CachedJobs | None = None) -> None:
+    def __init__(
+        self, previous: CachedJobs | None = None, keys: tuple[str, str] = LEGACY_KEYS
+    ) -> None:
         self.previous: CachedJobs = previous if previous is not None else {}
         self.seen: CachedJobs = {}
+        self.keys = keys
 
-    def reuse(self, raw: dict[str, Any]) -> tuple[_Key, bytes | None, JobState | None]:
-        """(identity, fingerprint, the remembered JobState if the record is unchanged)."""
-        key = _raw_identity(raw)
+    def reuse(self, raw: dict[str, Any]) -> tuple[_Key, bytes | None, Any]:
+        """(identity, fingerprint, what the record gave last time if it is unchanged)."""
+        key = _raw_identity(raw, *self.keys)
         try:
             fingerprint = hashlib.sha256(orjson.dumps(raw)).digest()
         except orjson.JSONEncodeError:  # not from orjson after all: no reuse, no harm
@@ -57,23 +65,22 @@ class JobCache:
             return key, fingerprint, cached[1]
         return key, fingerprint, None
 
-    def remember(self, key: _Key, fingerprint: bytes | None, job: JobState) -> None:
+    def remember(
+        self, key: _Key, fingerprint: bytes | None, job: JobState | tuple[JobState, ...]
+    ) -> None:
         if fingerprint is not None:
             self.seen[key] = (fingerprint, job)
 
 
-_ID_KEY, _DIRECTION_KEY = "SynchronizationJobId", "SynchronizationDirection"
-
-
-def _raw_identity(raw: dict[str, Any]) -> _Key:
+def _raw_identity(raw: dict[str, Any], id_key: str, direction_key: str) -> _Key:
     """Where to look a record up in the cache (only a hint: the fingerprint decides)."""
-    job_id, direction = raw.get(_ID_KEY), raw.get(_DIRECTION_KEY)
+    job_id, direction = raw.get(id_key), raw.get(direction_key)
     if job_id is None:  # keys in another letter case: look for them the slow way
         for key, value in raw.items():
             lowered = key.lower() if isinstance(key, str) else ""
-            if lowered == "synchronizationjobid":
+            if lowered == id_key.lower():
                 job_id = value
-            elif lowered == "synchronizationdirection" and direction is None:
+            elif lowered == direction_key.lower() and direction is None:
                 direction = value
     return (
         job_id if isinstance(job_id, str) else None,

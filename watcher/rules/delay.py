@@ -3,9 +3,9 @@ up or back down to "ok", is one `delay_threshold_crossed`.
 
 A level is entered when the delay reaches its threshold for `rules.delay_for_cycles`
 consecutive observations, and left only when the delay falls below threshold x
-(1 - `rules.delay_hysteresis`). The delay is judged only while the job is Synchronizing:
-a frozen delay neither raises nor clears a level, and counting starts afresh when
-synchronization resumes.
+(1 - `rules.delay_hysteresis`). The delay is judged only while the job is Synchronizing
+or Migrating (a migration job's incremental phase; `snapshot.DELAY_STATUSES`): a frozen
+delay neither raises nor clears a level, and counting starts afresh when it resumes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from watcher.kinds import DELAY_THRESHOLD_CROSSED, Severity
 from watcher.rules.base import Rule, Say
 from watcher.settings import RulesSettings
-from watcher.snapshot import SYNCHRONIZING, JobState
+from watcher.snapshot import DELAY_STATUSES, JobState
 
 OK = "ok"
 
@@ -84,7 +84,7 @@ class DelayRule(Rule[DelayMemory]):
         return self.changed(job, job, mem, say)
 
     def quiet_first_sight(self, job: JobState, mem: DelayMemory) -> DelayMemory:
-        if job.status == SYNCHRONIZING and job.delay_seconds is not None:
+        if job.status in DELAY_STATUSES and job.delay_seconds is not None:
             return DelayMemory(level=self.level_for(job.delay_seconds))
         return mem
 
@@ -95,8 +95,8 @@ class DelayRule(Rule[DelayMemory]):
         return self.changed(job, job, mem, say)
 
     def changed(self, old: JobState, job: JobState, mem: DelayMemory, say: Say) -> DelayMemory:
-        if job.status != SYNCHRONIZING or job.delay_seconds is None:
-            # Not synchronizing: the delay is frozen or meaningless; keep the level.
+        if job.status not in DELAY_STATUSES or job.delay_seconds is None:
+            # Not moving data: the delay is frozen or meaningless; keep the level.
             return DelayMemory(level=mem.level) if mem.streaks else mem
         delay = job.delay_seconds
         index = self.names.index(mem.level) if mem.level in self.names else -1

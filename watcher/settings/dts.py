@@ -4,16 +4,52 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from watcher.settings.common import REGION, Section, http_url
-from watcher.settings.regions import unknown_region_warnings
+
+# The listing APIs the watcher can read (README "All of DTS"), and DescribeDtsJobs' types.
+Api = Literal["DescribeSynchronizationJobs", "DescribeDtsJobs"]
+JobTypeName = Literal["SYNC", "MIGRATION", "SUBSCRIBE"]
+ALL_JOB_TYPES: tuple[JobTypeName, ...] = ("SYNC", "MIGRATION", "SUBSCRIBE")
+
+
+def job_type_list(value: Any) -> Any:
+    """Job types in any letter case; a list is checked for repeats by `check_job_types`."""
+    if isinstance(value, list):
+        return [v.strip().upper() if isinstance(v, str) else v for v in value]
+    return value
+
+
+def check_job_types(value: list[JobTypeName]) -> list[JobTypeName]:
+    if len(set(value)) != len(value):
+        raise ValueError("job types are listed more than once")
+    return value
+
+
+def check_regions(value: list[str]) -> list[str]:
+    for region in value:
+        if not REGION.match(region):
+            raise ValueError(f"{region!r} is not a region id like 'cn-hangzhou'")
+    if len(set(value)) != len(value):
+        raise ValueError("regions are listed more than once")
+    return value
 
 
 class DtsSettings(Section):
     regions: list[str] = Field(default_factory=lambda: ["cn-hangzhou"], min_length=1)
+    api: Api = Field(
+        "DescribeSynchronizationJobs",
+        description="the listing: DescribeSynchronizationJobs (synchronization jobs only) or "
+        "DescribeDtsJobs (migration, synchronization and change tracking)",
+    )
+    job_types: list[JobTypeName] = Field(
+        default_factory=lambda: list(ALL_JOB_TYPES),
+        min_length=1,
+        description="DescribeDtsJobs: the job types listed, one listing each",
+    )
     endpoint: str | None = Field(
         None, description="URL that overrides the per-region endpoint for every region"
     )
@@ -36,19 +72,20 @@ class DtsSettings(Section):
         description="region ids to accept though dts-watcher's list of DTS regions lacks them",
     )
 
-    def warnings(self) -> list[str]:
-        """What is valid but probably wrong (a region DTS does not serve)."""
-        return unknown_region_warnings(self.regions, self.allow_regions)
-
     @field_validator("regions")
     @classmethod
     def _regions_are_ids(cls, value: list[str]) -> list[str]:
-        for region in value:
-            if not REGION.match(region):
-                raise ValueError(f"{region!r} is not a region id like 'cn-hangzhou'")
-        if len(set(value)) != len(value):
-            raise ValueError("regions are listed more than once")
-        return value
+        return check_regions(value)
+
+    @field_validator("job_types", mode="before")
+    @classmethod
+    def _job_types_upper(cls, value: Any) -> Any:
+        return job_type_list(value)
+
+    @field_validator("job_types")
+    @classmethod
+    def _job_types_once(cls, value: list[JobTypeName]) -> list[JobTypeName]:
+        return check_job_types(value)
 
     @field_validator("endpoint")
     @classmethod

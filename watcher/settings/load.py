@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,9 +26,11 @@ from pydantic_settings import (
 )
 
 from watcher.errors import ConfigError
+from watcher.settings.accounts import AccountSettings, check_accounts, watched_accounts
 from watcher.settings.common import CONFIG_ENV, ENV_PREFIX, redact_url
 from watcher.settings.dts import CredentialsSettings, DtsSettings
 from watcher.settings.nats import NatsSettings
+from watcher.settings.regions import unknown_region_warnings
 from watcher.settings.rules import RulesSettings
 from watcher.settings.service import (
     HealthSettings,
@@ -56,6 +58,18 @@ class Settings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    # DTS_WATCHER_ACCOUNTS (a JSON list) or [[accounts]]: see watcher.settings.accounts.
+    accounts: list[AccountSettings] = Field(default_factory=list)
+
+    @field_validator("accounts")
+    @classmethod
+    def _accounts_unique(cls, value: list[AccountSettings]) -> list[AccountSettings]:
+        return check_accounts(value)
+
+    def watched_accounts(self) -> list[AccountSettings]:
+        """Every account to watch, `api` and `job_types` resolved (`default` alone when no
+        accounts are configured)."""
+        return watched_accounts(self.dts, self.accounts)
 
     @classmethod
     def settings_customise_sources(
@@ -75,7 +89,8 @@ class Settings(BaseSettings):
 
     def warnings(self) -> list[str]:
         """What is valid but probably a mistake; `check-config` prints it, `run` logs it."""
-        return self.dts.warnings()
+        regions = dict.fromkeys(r for account in self.watched_accounts() for r in account.regions)
+        return unknown_region_warnings(regions, self.dts.allow_regions)
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration as JSON-ready data, secrets shown as `**********`."""
@@ -140,6 +155,8 @@ class _TomlSource(PydanticBaseSettingsSource):
 def env_name(location: tuple[int | str, ...]) -> str:
     """The environment variable that sets a field, e.g. DTS_WATCHER_POLL__INTERVAL."""
     parts = [str(p) for p in location if isinstance(p, str)]
+    if parts[:1] == ["accounts"]:
+        return ENV_PREFIX + "ACCOUNTS"  # one JSON list; the dotted name says which field
     if parts[:1] == ["credentials"] and len(parts) == 2:
         inverse = {v: k for k, v in _AlibabaEnvSource.NAMES.items()}
         return inverse.get(parts[1], ENV_PREFIX + "__".join(p.upper() for p in parts))
@@ -217,6 +234,15 @@ def _describe(exc: ValidationError, toml: dict[str, Any] | None = None) -> str:
 def _describe_env_json(fallback: str) -> str:
     """pydantic-settings reports an env var that is not JSON by section only; name it."""
     sections = Settings.model_fields
+    accounts = os.environ.get(ENV_PREFIX + "ACCOUNTS")
+    if accounts is not None:
+        try:
+            json.loads(accounts)
+        except ValueError:
+            return (
+                f"invalid setting accounts ({ENV_PREFIX}ACCOUNTS): not valid JSON, expected "
+                'e.g. [{"name": "prod", "regions": ["cn-hangzhou"], "role_arn": "acs:ram::..."}]'
+            )
     for var, value in sorted(os.environ.items()):
         if not var.startswith(ENV_PREFIX):
             continue

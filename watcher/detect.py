@@ -70,6 +70,7 @@ def detect(
     cycle = memory.cycle + 1
     before: Mapping[JobKey, JobState] = previous.jobs if previous is not None else {}
     complete = current.complete_regions
+    provable = current.absence_regions
     watched = set(current.regions) or {job.region for job in current}
     events = _Events(cycle, now)
     known: dict[JobKey, JobState] = {}
@@ -89,7 +90,7 @@ def detect(
         if key in known or old.region not in watched:
             continue  # a region no longer configured: forgotten, without an event
         mem = memory.jobs.get(key, _BLANK)
-        if old.region in complete:
+        if old.region in provable:
             kept = rules.missing(old, mem, events.about(old))
             if kept is None:
                 continue  # removed

@@ -385,17 +385,26 @@ def _rfc3339(value: datetime | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class RegionOutcome:
-    """How reading one region went. `error` is None exactly when the region is complete."""
+    """How reading one region went. `error` is None exactly when the region is complete.
+
+    A complete listing that held records no job could be made of (`unusable_records`)
+    still speaks for the jobs it showed, but cannot prove any job absent: the one that
+    seems gone may be the record that could not be read."""
 
     region: str
     error: str | None = None  # short reason, e.g. "Throttling.User: ..." or "listing drift"
     error_code: str | None = None
     pages: int = 0
     requests: int = 0
+    unusable_records: int = 0
 
     @property
     def complete(self) -> bool:
         return self.error is None
+
+    @property
+    def proves_absence(self) -> bool:
+        return self.error is None and self.unusable_records == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +426,11 @@ class Snapshot:
     @property
     def complete_regions(self) -> frozenset[str]:
         return frozenset(name for name, r in self.regions.items() if r.complete)
+
+    @property
+    def absence_regions(self) -> frozenset[str]:
+        """Regions whose listing can prove a job gone (see `RegionOutcome`)."""
+        return frozenset(name for name, r in self.regions.items() if r.proves_absence)
 
     @property
     def incomplete_reasons(self) -> dict[str, str]:

@@ -11,6 +11,15 @@ a failed page for jobs that vanished, so the rules here are strict:
 - Transient failures (Throttling.*, 5xx, timeouts, connection errors, a body that is not
   the expected JSON) are retried with exponential backoff and full jitter, honouring
   `x-acs-retry-after` (milliseconds). Every try is freshly signed (new nonce and date).
+- Every request has a deadline for the whole exchange (`timeout`: connecting, sending,
+  and reading the answer to its last byte) and a cap on the answer's decoded size
+  (`max_response_bytes`, read as it streams in: see `watcher.dts.body`).
+- Whatever goes wrong with one region (an answer that is not JSON, JSON nested too deep,
+  a body that claims gzip and is not, a bug) fails that region for the cycle, never the
+  cycle. A record the models cannot turn into a job is skipped and counted, and the
+  region then proves no absence that cycle (`RegionOutcome.unusable_records`).
+- What reaches a log, an event or a metric from upstream is bounded and never the text
+  of a transport exception, which may quote our own headers (`watcher.dts.upstream`).
 - InvalidSecurityToken.Expired makes the credentials provider re-read its source, once.
 - Other 4xx (bad signature, unknown key, no permission) fail fast: retrying cannot help.
   The error carries the API's Code, Message and RequestId.
@@ -36,15 +45,17 @@ from typing import Any
 import anyio
 import httpx
 
-from watcher import fastjson
 from watcher.dts import signing
-from watcher.dts.credentials import Credentials, CredentialsProvider
-from watcher.dts.models import ApiError, PageParse, parse_page
+from watcher.dts.credentials import Credentials, CredentialsError, CredentialsProvider
+from watcher.dts.exchange import DtsError as DtsError  # where it has always been imported from
+from watcher.dts.exchange import decode, exchange, failed
+from watcher.dts.models import PageParse, parse_page
 from watcher.dts.pacing import PACE, RateLimiter
 from watcher.dts.record_cache import CachedJobs, JobCache
-from watcher.errors import SourceError
+from watcher.dts.tls import tls_verify
 from watcher.logs import get_logger
 from watcher.settings import DtsSettings
+from watcher.settings.common import is_loopback
 from watcher.snapshot import JobKey, JobState, RegionOutcome, Snapshot
 
 ACTION = "DescribeSynchronizationJobs"
@@ -68,34 +79,6 @@ def endpoint_host(region: str) -> str:
     return f"dts.{region}.aliyuncs.com"
 
 
-class DtsError(SourceError):
-    """A DTS call that failed for good. Safe to log: no credentials inside."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str,
-        region: str,
-        status: int | None = None,
-        request_id: str | None = None,
-        retryable: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        self.code = code
-        self.retry_after = retry_after
-        self.region = region
-        self.status = status
-        self.request_id = request_id
-        self.retryable = retryable
-        self.api_message = message
-        detail = f"{code}: {message}"
-        if status is not None:
-            detail += f" (HTTP {status}"
-            detail += f", RequestId {request_id})" if request_id else ")"
-        super().__init__(f"DTS {region}: {detail}")
-
-
 class ListingDrift(Exception):
     """The listing moved under us while paging; the reason says how."""
 
@@ -107,7 +90,7 @@ class ClientStats:
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)  # (region, outcome)
     retries: Counter[str] = field(default_factory=Counter)  # by region
     pages: Counter[str] = field(default_factory=Counter)  # by region
-    skipped_records: Counter[str] = field(default_factory=Counter)  # records without an id
+    skipped_records: Counter[str] = field(default_factory=Counter)  # records without a usable id
 
 
 class DtsClient:
@@ -137,8 +120,19 @@ class DtsClient:
             * settings.max_concurrent_pages,
         )
         self._http = httpx.AsyncClient(
-            transport=transport, timeout=settings.timeout, limits=limits, trust_env=False
+            transport=transport,
+            timeout=settings.timeout,
+            limits=limits,
+            trust_env=False,
+            verify=tls_verify(settings.tls_ca_file),
         )
+        plain = settings.endpoint and settings.endpoint.startswith("http://")
+        if plain and not is_loopback(settings.endpoint or ""):
+            log.warning(
+                "dts.plain_http",
+                endpoint=settings.endpoint,
+                risk="requests, signatures and STS tokens travel unencrypted",
+            )
         # Per region, the jobs of its last complete listing (see JobCache).
         self._parsed: dict[str, CachedJobs] = {}
 
@@ -153,20 +147,37 @@ class DtsClient:
 
     # -- one cycle ------------------------------------------------------------------------
 
-    async def fetch(self, on_page: PageHook | None = None) -> Snapshot:
+    async def fetch(
+        self, on_page: PageHook | None = None, deadline: float | None = None
+    ) -> Snapshot:
         """Read every configured region; never raises for DTS or network faults.
 
         `on_page(region, jobs)` is called with each page as it arrives, once it agrees
         with the first page of its listing on the total: a consistent page, though the
         listing may yet turn out incomplete (a later page failing).
+
+        `deadline`: seconds the whole read may take; a region not read completely by
+        then is incomplete (`CycleDeadline`), the others are what they are.
         """
         taken_at = self._now()
         results: dict[str, tuple[list[JobState], RegionOutcome]] = {}
         gate = anyio.Semaphore(self.settings.max_concurrent_regions)
+        ends = None if deadline is None else anyio.current_time() + deadline
 
         async def one(region: str) -> None:
-            async with gate:
-                results[region] = await self.fetch_region(region, on_page)
+            with anyio.CancelScope(deadline=math.inf if ends is None else ends):
+                async with gate:
+                    results[region] = await self.fetch_region(region, on_page)
+            if region not in results:
+                log.error("dts.region_failed", region=region, code="CycleDeadline")
+                results[region] = (
+                    [],
+                    RegionOutcome(
+                        region=region,
+                        error=f"not read within the cycle's deadline ({deadline:g}s)",
+                        error_code="CycleDeadline",
+                    ),
+                )
 
         async with anyio.create_task_group() as tg:
             for region in self.settings.regions:
@@ -179,13 +190,13 @@ class DtsClient:
     ) -> tuple[list[JobState], RegionOutcome]:
         """All jobs of one region and how the read went (never raises for DTS faults)."""
         requests_before = sum(n for (r, _), n in self.stats.requests.items() if r == region)
-        pages = 0
+        pages = unusable = 0
         error: str | None = None
         code: str | None = None
         jobs: list[JobState] = []
         for attempt in range(self.settings.drift_rereads + 1):
             try:
-                jobs, pages = await self._read_listing(region, on_page)
+                jobs, pages, unusable = await self._read_listing(region, on_page)
                 error = code = None
                 break
             except ListingDrift as drift:
@@ -202,6 +213,10 @@ class DtsClient:
                     http_status=exc.status,
                 )
                 break
+            except Exception as exc:  # whatever else: this region's failure, not the cycle's
+                error, code = f"unexpected {type(exc).__name__} while reading", "InternalError"
+                log.error("dts.region_failed", region=region, code=code, error=type(exc).__name__)
+                break
         requests = sum(n for (r, _), n in self.stats.requests.items() if r == region)
         outcome = RegionOutcome(
             region=region,
@@ -209,12 +224,15 @@ class DtsClient:
             error_code=code,
             pages=pages,
             requests=requests - requests_before,
+            unusable_records=unusable if error is None else 0,
         )
         return (jobs if error is None else []), outcome
 
     async def _read_listing(
         self, region: str, on_page: PageHook | None
-    ) -> tuple[list[JobState], int]:
+    ) -> tuple[list[JobState], int, int]:
+        """(jobs, pages, unusable records) of one complete, consistent listing, or raise
+        ListingDrift at the first page that shows the listing moved (or lies)."""
         size = self.settings.page_size
         cache = JobCache(self._parsed.get(region))
         first = await self._page(region, 1, cache)
@@ -229,19 +247,22 @@ class DtsClient:
                 f"TotalRecordCount {total} is implausible", code="MalformedResponse", region=region
             )
         pages: dict[int, PageParse] = {1: first}
+        _check_page(first, 1, total, size)  # a short first page: no need to read on
         if on_page is not None:
             on_page(region, first.jobs)
         if page_count > 1:
             gate = anyio.Semaphore(self.settings.max_concurrent_pages)
-            failures: list[DtsError] = []
+            failures: list[Exception] = []
 
             async def one(number: int, scope: anyio.CancelScope) -> None:
                 async with gate:
                     try:
                         page = pages[number] = await self._page(region, number, cache)
-                        if on_page is not None and page.total_record_count == total:
+                        _check_page(page, number, total, size)
+                        if on_page is not None:
                             on_page(region, page.jobs)
-                    except DtsError as exc:  # one failed page fails the listing: stop the rest
+                    except (DtsError, ListingDrift) as exc:
+                        # one failed or short page fails the listing: stop the rest
                         failures.append(exc)
                         scope.cancel()
 
@@ -252,7 +273,7 @@ class DtsClient:
                 raise failures[0]
         jobs = _assemble(pages, total, size)
         self._parsed[region] = cache.seen  # complete and consistent: reused next time
-        return jobs, page_count
+        return jobs, page_count, sum(page.skipped for page in pages.values())
 
     # -- one page, with retries ----------------------------------------------------------
 
@@ -275,7 +296,13 @@ class DtsClient:
         self.stats.pages[region] += 1
         if parsed.skipped:
             self.stats.skipped_records[region] += parsed.skipped
-            log.warning("dts.records_skipped", region=region, page=number, count=parsed.skipped)
+            log.warning(
+                "dts.records_skipped",
+                region=region,
+                page=number,
+                count=parsed.skipped,
+                consequence="no job of this region is judged absent this cycle",
+            )
         return parsed
 
     def _params(self, region: str, number: int) -> dict[str, str]:
@@ -329,8 +356,24 @@ class DtsClient:
 
     async def _send(self, region: str, params: dict[str, str]) -> tuple[dict[str, Any], bool]:
         credentials = await self._credentials_call(region)
+        try:
+            request = self._signed(region, params, credentials)
+        except Exception as exc:  # a credential no signature or header can carry
+            raise failed(
+                self.stats.requests, region, "RequestNotSendable", type(exc).__name__
+            ) from None
+        # Paced last, right before the request goes out: what DTS counts is arrivals.
+        await self._limiters[region].acquire()
+        response, content = await exchange(
+            self._http, request, region, self.stats.requests, self.settings
+        )
+        return decode(region, response, content, self.stats.requests)
+
+    def _signed(
+        self, region: str, params: dict[str, str], credentials: Credentials
+    ) -> signing.SignedRequest:
         scheme, host = self._endpoint(region)
-        request = signing.sign_request(
+        return signing.sign_request(
             method="GET",
             host=host,
             scheme=scheme,
@@ -346,29 +389,6 @@ class DtsClient:
             now=self._now(),
             nonce=uuid.uuid4().hex,
         )
-        # Paced last, right before the request goes out: what DTS counts is arrivals.
-        await self._limiters[region].acquire()
-        try:
-            response = await self._http.request(
-                request.method, request.url, headers=request.headers
-            )
-        except httpx.TimeoutException as exc:
-            self.stats.requests[(region, "Timeout")] += 1
-            raise DtsError(
-                f"no answer within {self.settings.timeout:g}s ({type(exc).__name__})",
-                code="Timeout",
-                region=region,
-                retryable=True,
-            ) from None
-        except httpx.TransportError as exc:
-            self.stats.requests[(region, "ConnectionError")] += 1
-            raise DtsError(
-                f"{type(exc).__name__}: {exc}",
-                code="ConnectionError",
-                region=region,
-                retryable=True,
-            ) from None
-        return self._decode(region, response)
 
     async def _credentials_call(self, region: str, refresh: bool = False) -> Credentials:
         """Credentials from the provider; its failure fails the region, not the cycle."""
@@ -376,10 +396,13 @@ class DtsClient:
             if refresh:
                 return await self._credentials.refresh()
             return await self._credentials.get()
-        except Exception as exc:
-            raise DtsError(
-                f"credentials unavailable: {exc}", code="CredentialsUnavailable", region=region
-            ) from None
+        except CredentialsError as exc:  # its message is safe by contract
+            reason = str(exc)
+        except Exception as exc:  # anything else: its type, never its text
+            reason = type(exc).__name__
+        raise DtsError(
+            f"credentials unavailable: {reason}", code="CredentialsUnavailable", region=region
+        )
 
     def _endpoint(self, region: str) -> tuple[str, str]:
         if self.settings.endpoint:
@@ -387,59 +410,17 @@ class DtsClient:
             return scheme, host
         return "https", endpoint_host(region)
 
-    def _decode(self, region: str, response: httpx.Response) -> tuple[dict[str, Any], bool]:
-        """The body as a JSON object, and whether orjson decoded it (`fastjson.loads`)."""
-        request_id = response.headers.get("x-acs-request-id")
-        exact = False
-        try:
-            body, exact = fastjson.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if response.is_success:
-            if not isinstance(body, dict):
-                self.stats.requests[(region, "MalformedResponse")] += 1
-                raise DtsError(
-                    f"body is not a JSON object ({_preview(response)})",
-                    code="MalformedResponse",
-                    region=region,
-                    status=response.status_code,
-                    request_id=request_id,
-                    retryable=True,
-                )
-            self.stats.requests[(region, "OK")] += 1
-            return body, exact
-        error = ApiError.model_validate(body if isinstance(body, dict) else {})
-        code = error.code or f"HTTP{response.status_code}"
-        self.stats.requests[(region, code)] += 1
-        retryable = (
-            response.status_code >= 500
-            or code.startswith("Throttling")
-            or code in {"ServiceUnavailable", "SignatureNonceUsed"}
+
+def _check_page(page: PageParse, number: int, total: int, size: int) -> None:
+    """Raise ListingDrift as soon as one page disagrees with the listing's first."""
+    if page.total_record_count != total:
+        raise ListingDrift(
+            f"TotalRecordCount moved between pages: page {number} says "
+            f"{page.total_record_count}, page 1 said {total}"
         )
-        raise DtsError(
-            error.message or _preview(response),
-            code=code,
-            region=region,
-            status=response.status_code,
-            request_id=error.request_id or request_id,
-            retryable=retryable,
-            retry_after=_retry_after(response),
-        )
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """`x-acs-retry-after` is in milliseconds (as Alibaba's SDKs read it)."""
-    raw = response.headers.get("x-acs-retry-after")
-    try:
-        millis = int(raw) if raw is not None else 0
-    except ValueError:
-        return None
-    return millis / 1000 if millis > 0 else None
-
-
-def _preview(response: httpx.Response) -> str:
-    kind = response.headers.get("content-type", "no content type")
-    return f"HTTP {response.status_code}, {kind}, {len(response.content)} bytes"
+    expected = min(size, total - (number - 1) * size)
+    if page.raw_count != expected:
+        raise ListingDrift(f"page {number} had {page.raw_count} records, expected {expected}")
 
 
 def _assemble(pages: dict[int, PageParse], total: int, size: int) -> list[JobState]:

@@ -83,7 +83,7 @@ async def exchange(
                 content = await read_body(response, settings.max_response_bytes)
     except (TimeoutError, httpx.TimeoutException):
         failure = failed(counts, region, "Timeout", f"no complete answer within {timeout:g}s")
-    except httpx.LocalProtocolError as exc:  # our own request is at fault: no retry
+    except (httpx.LocalProtocolError, UnicodeEncodeError) as exc:  # ours is at fault: no retry
         failure = failed(counts, region, "RequestNotSendable", transport_reason(exc))
     except httpx.TransportError as exc:
         failure = failed(counts, region, "ConnectionError", transport_reason(exc))

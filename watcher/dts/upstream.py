@@ -115,7 +115,7 @@ def transport_reason(exc: BaseException) -> str:
         if isinstance(cause, OSError) and cause.errno is not None:
             name = errno.errorcode.get(cause.errno, f"errno {cause.errno}")
             return f"{type(cause).__name__}: {name}"
-    if isinstance(exc, httpx.LocalProtocolError):
+    if isinstance(exc, httpx.LocalProtocolError | UnicodeEncodeError):
         return (
             "the request could not be sent: a header value is not valid "
             "(a credential with a space, control or non-ASCII character?)"

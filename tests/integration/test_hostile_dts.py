@@ -362,3 +362,47 @@ async def test_https_with_a_private_ca_is_trusted_through_tls_ca_file(tmp_path: 
     assert outcome.error_code == "ConnectionError"
     assert "certificate verify failed" in (outcome.error or "")
     assert trusted.complete and len(trusted) == 1
+
+
+# -- 17.2: /readyz turns not ready when the last complete cycle is too old -----------------
+
+
+def test_readiness_ends_when_the_last_complete_cycle_is_too_old() -> None:
+    from datetime import UTC, datetime
+
+    from watcher.status import Status
+
+    then = datetime.fromtimestamp(0, UTC)  # any time: readiness reads the monotonic clock
+
+    clock = [100.0]
+    status = Status(nats_connected=lambda: True, stale_after=60.0, monotonic=lambda: clock[0])
+    status.count_cycle(True, then)
+    assert status.readiness() == []
+    clock[0] += 59
+    status.count_cycle(False, then)  # incomplete: no refresh
+    assert status.readiness() == []
+    clock[0] += 2
+    (reason,) = status.readiness()
+    assert "last complete cycle finished 61s ago" in reason
+    status.count_cycle(True, then)
+    assert status.readiness() == []
+
+
+async def test_a_watcher_reading_nothing_whole_turns_not_ready(watcher_on: Any) -> None:
+    from tests.support.cli import eventually
+
+    dts = Dts({"cn-hangzhou": [job_record("a")]})
+    with HostileServer(dts) as server:
+        watcher = await watcher_on(server.url, ["cn-hangzhou"], health={"stale_after": 0.5})
+        default = await watcher_on(server.url, ["cn-hangzhou"])
+        assert default.status.stale_after == 10 * default.settings.poll.interval
+        with anyio.fail_after(GUARD):
+            assert (await watcher.cycle()).complete
+        assert not any("last complete cycle" in r for r in watcher.status.readiness())
+        dts.special["cn-hangzhou"] = lambda request: json_answer({"Code": "Boom"}, 503)
+
+        async def stale() -> bool:
+            await watcher.cycle()
+            return any("last complete cycle" in r for r in watcher.status.readiness())
+
+        await eventually(stale, within=GUARD, what="readiness to end")

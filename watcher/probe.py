@@ -30,7 +30,7 @@ import nats.errors
 import nats.js.errors
 
 from watcher.dts.client import ACTION, DtsClient, DtsError, endpoint_host
-from watcher.dts.credentials import describe, provider_from_settings
+from watcher.dts.credentials import CredentialsError, describe, provider_from_settings
 from watcher.errors import why
 from watcher.publish import connect_options
 from watcher.settings import Settings
@@ -71,8 +71,10 @@ async def probe_dts(settings: Settings, config_file: str | None = None) -> list[
     try:
         provider = provider_from_settings(settings, config_file)
         await provider.get()
-    except Exception as exc:  # CredentialsError, or a credentials endpoint that failed
-        return [Verdict("DTS credentials", False, str(exc) or type(exc).__name__)]
+    except CredentialsError as exc:  # its message is safe to print by contract
+        return [Verdict("DTS credentials", False, str(exc))]
+    except Exception as exc:  # anything else: its type, never its text (it may quote a key)
+        return [Verdict("DTS credentials", False, f"unexpected {type(exc).__name__}")]
     verdicts = [Verdict("DTS credentials", True, f"from {describe(provider)}")]
     dts = settings.dts.model_copy(update={"page_size": PROBE_PAGE_SIZE, "max_attempts": 1})
     found: dict[str, Verdict] = {}

@@ -45,7 +45,6 @@ from tests.support.hostile import (
     stream_of,
 )
 from tests.support.watcher import make_settings
-from watcher.dts.credentials import Credentials, StaticProvider
 from watcher.service import Watcher, open_watcher
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -201,21 +200,18 @@ async def attacked(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Any
             },
             poll={"cycle_timeout": 10},
             rules={"removed_after": 1},
+            credentials={
+                "access_key_id": "fuzz-key",
+                "access_key_secret": SECRET,
+                "security_token": TOKEN,
+            },
         )
         async with open_watcher(settings) as watcher:
-            provider = StaticProvider(Credentials("fuzz-key", _secret(SECRET), _secret(TOKEN)))
-            watcher.client._credentials = provider
             # a first, honest cycle: both real jobs are known
             script.answers = [_honest()]
             first = await watcher.cycle()
             assert first.complete and len(first.snapshot) == 4
             yield watcher, script
-
-
-def _secret(value: str) -> Any:
-    from pydantic import SecretStr
-
-    return SecretStr(value)
 
 
 def _honest() -> Answer:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from watcher.dts.credentials.answers import read_text, read_text_now
+from watcher.dts.credentials.answers import clean, read_text, read_text_now
 from watcher.dts.credentials.base import Credentials, CredentialsError, utcnow
 from watcher.dts.credentials.ecs import ECS_METADATA_URL, EcsRamRoleProvider
 from watcher.dts.credentials.oidc import (
@@ -145,7 +145,7 @@ class ProfileProvider:
         profiles = [p for p in document["profiles"] if isinstance(p, dict)]
         chosen = next((p for p in profiles if p.get("name") == name), None)
         if chosen is None:
-            known = ", ".join(sorted(str(p.get("name")) for p in profiles)) or "none"
+            known = clean(", ".join(sorted(str(p.get("name")) for p in profiles))) or "none"
             origin = " (ALIBABA_CLOUD_PROFILE)" if self._wanted else ""
             raise CredentialsError(
                 f"profile {name!r}{origin} is not in {self._path} (profiles there: {known})"
@@ -153,7 +153,8 @@ class ProfileProvider:
         mode = _mode(chosen)
         if mode not in SUPPORTED_MODES:
             raise CredentialsError(
-                f"profile {name!r} in {self._path} uses mode {mode!r}, which dts-watcher does "
+                f"profile {name!r} in {self._path} uses mode {clean(mode, limit=40)!r}, which "
+                "dts-watcher does "
                 f"not support (supported: {', '.join(SUPPORTED_MODES)}); use another profile "
                 "(ALIBABA_CLOUD_PROFILE) or another credentials source"
             )

@@ -88,7 +88,7 @@ class Cycle:
                 snapshot, early, detection = await self._page_by_page(self._baseline)
             else:
                 early = []
-                snapshot = await self.client.fetch()
+                snapshot = await self.client.fetch(deadline=self.settings.poll.cycle_timeout)
                 detection = detect(self._baseline, snapshot, self._memory, self.rules, self._now())
             own = self._health_events(snapshot)
             crash_point("before_commit")
@@ -161,7 +161,9 @@ class Cycle:
         async with anyio.create_task_group() as tg:
             tg.start_soon(judge)
             async with send:
-                snapshot = await self.client.fetch(on_page=on_page)
+                snapshot = await self.client.fetch(
+                    on_page=on_page, deadline=self.settings.poll.cycle_timeout
+                )
         return snapshot, early, pages.finish(snapshot, self._now())
 
     async def _commit(self, detection: Detection, own: list[Event]) -> None:

@@ -70,6 +70,7 @@ def detect(
     cycle = memory.cycle + 1
     before: Mapping[JobKey, JobState] = previous.jobs if previous is not None else {}
     complete = current.complete_regions
+    provable = current.absence_regions  # complete, and no record left unread
     outcomes = current.regions
     watched = set(outcomes) or {job.shard_label for job in current}
     before, jobs_memory = adopt(before, memory.jobs, current.jobs, complete)
@@ -92,9 +93,9 @@ def detect(
         if key in known or shard not in watched:
             continue  # a shard no longer configured: forgotten, without an event
         mem = jobs_memory.get(key, _BLANK)
-        if shard in complete:
-            if old.job_type not in outcomes[shard].job_types:
-                continue  # a job type no longer listed: forgotten, without an event
+        if shard in complete and old.job_type not in outcomes[shard].job_types:
+            continue  # a job type no longer listed: forgotten, without an event
+        if shard in provable:
             kept = rules.missing(old, mem, events.about(old))
             if kept is None:
                 continue  # removed

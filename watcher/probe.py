@@ -32,7 +32,7 @@ import nats.js.errors
 
 from watcher.dts.apis import ShardSource
 from watcher.dts.client import ACTION, DtsClient, DtsError, endpoint_host
-from watcher.dts.credentials import describe
+from watcher.dts.credentials import CredentialsError, describe
 from watcher.dts.credentials.accounts import account_providers
 from watcher.dts.wiring import shard_sources
 from watcher.errors import why
@@ -77,16 +77,21 @@ async def probe_dts(settings: Settings, config_file: str | None = None) -> list[
     (an account's region) with the configured API."""
     try:
         providers = account_providers(settings, config_file)
-    except Exception as exc:  # CredentialsError: no usable base credentials, no accounts
-        return [Verdict("DTS credentials", False, str(exc) or type(exc).__name__)]
+    except CredentialsError as exc:  # no usable base credentials: its message is safe
+        return [Verdict("DTS credentials", False, str(exc))]
+    except Exception as exc:  # anything else: its type, never its text (it may quote a key)
+        return [Verdict("DTS credentials", False, f"unexpected {type(exc).__name__}")]
     verdicts: list[Verdict] = []
     usable: set[str] = set()
     for name, provider in providers.items():
         check = "DTS credentials" if not settings.accounts else f"DTS credentials {name}"
         try:
             await provider.get()
-        except Exception as exc:  # a role that cannot be assumed, an endpoint that failed
-            verdicts.append(Verdict(check, False, str(exc) or type(exc).__name__))
+        except CredentialsError as exc:  # a role that cannot be assumed, an endpoint failing
+            verdicts.append(Verdict(check, False, str(exc)))
+            continue
+        except Exception as exc:  # its type, never its text
+            verdicts.append(Verdict(check, False, f"unexpected {type(exc).__name__}"))
             continue
         usable.add(name)
         verdicts.append(Verdict(check, True, f"from {describe(provider)}"))

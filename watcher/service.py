@@ -11,8 +11,9 @@ task group holding:
   never stops the watcher from watching;
 - the heartbeat, the HTTP endpoint (`/healthz`, `/readyz`, `/metrics`) and the signals.
 
-SIGTERM or SIGINT lets the cycle in flight finish, publishes `stopped`, flushes the outbox
-(bounded wait) and returns.
+SIGTERM or SIGINT lets the cycle in flight finish if it can within `STOP_GRACE` seconds
+(else it is abandoned: whatever it had not committed is read again by the next run, so
+nothing is lost), publishes `stopped`, flushes the outbox (bounded wait) and returns.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from watcher.store import Store
 
 log = get_logger("watcher.service")
 _SHUTDOWN_FLUSH = 10.0  # seconds the outbox may take to drain when stopping
+STOP_GRACE = 10.0  # seconds the cycle in flight may take to finish once told to stop
+STALE_INTERVALS = 10  # default `health.stale_after`: this many poll intervals
 
 __all__ = ["CycleResult", "Watcher", "open_watcher"]
 
@@ -71,11 +74,13 @@ class Watcher:
             publishing=publisher.stats,
             outbox_depth=store.outbox_depth,
             nats_connected=lambda: publisher.connected,
+            stale_after=settings.health.stale_after or STALE_INTERVALS * settings.poll.interval,
         )
         self.metrics = Metrics(self.status)
         publisher.on_drained = self.metrics.observe_publish
         self._cycle = Cycle(settings, client, store, publisher, self.status, self.metrics, now)
         self._heap = Heap(settings.poll.gc_freeze)
+        self._cycle_scope: anyio.CancelScope | None = None
         self._now = now
 
     @property
@@ -112,6 +117,7 @@ class Watcher:
             if handle_signals:
                 tg.start_soon(stop_on_signal, stop, _log_signal)
             tg.start_soon(self.publisher.run)
+            tg.start_soon(self._grace_on_stop, stop)
             if self.settings.health.heartbeat_interval > 0:
                 tg.start_soon(self._heartbeat, self.settings.health.heartbeat_interval)
             await self._cycles(stop)
@@ -126,13 +132,33 @@ class Watcher:
         while not stop.is_set():
             began = time.monotonic()
             try:
-                await self.cycle()
+                await self._cycle_until_stopped(stop)
             except Exception:  # one broken cycle must not end the service
                 log.exception("cycle.crashed")
             self._heap.settle()
             delay = interval * (1 + jitter * (2 * random.random() - 1))
             with anyio.move_on_after(max(0.0, began + delay - time.monotonic())):
                 await stop.wait()
+
+    async def _cycle_until_stopped(self, stop: anyio.Event) -> None:
+        """One cycle; once `stop` is set it has STOP_GRACE seconds left (`_grace_on_stop`),
+        then it is cancelled, a request in flight included, and the service stops."""
+        with anyio.CancelScope() as scope:
+            if stop.is_set():
+                scope.deadline = anyio.current_time() + STOP_GRACE
+            self._cycle_scope = scope
+            try:
+                await self.cycle()
+            finally:
+                self._cycle_scope = None
+        if scope.cancelled_caught:
+            log.warning("cycle.abandoned", reason="stopping", grace_seconds=STOP_GRACE)
+
+    async def _grace_on_stop(self, stop: anyio.Event) -> None:
+        await stop.wait()
+        scope = self._cycle_scope
+        if scope is not None:
+            scope.deadline = min(scope.deadline, anyio.current_time() + STOP_GRACE)
 
     async def _heartbeat(self, interval: float) -> None:
         while True:

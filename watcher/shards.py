@@ -42,7 +42,11 @@ def shard_label(account: str, region: str) -> str:
 class RegionOutcome:
     """How reading one shard (an account's region) went. `error` is None exactly when it
     is complete; `job_types` are the job types its listings cover (the legacy listing
-    shows synchronization jobs only), so only those can be proven gone by it."""
+    shows synchronization jobs only), so only those can be proven gone by it.
+
+    A complete listing that held records no job could be made of (`unusable_records`)
+    still speaks for the jobs it showed, but cannot prove any job absent: the one that
+    seems gone may be the record that could not be read."""
 
     region: str
     error: str | None = None  # short reason, e.g. "Throttling.User: ..." or "listing drift"
@@ -51,10 +55,15 @@ class RegionOutcome:
     requests: int = 0
     account: str = DEFAULT_ACCOUNT
     job_types: frozenset[str] = frozenset({"sync"})
+    unusable_records: int = 0
 
     @property
     def complete(self) -> bool:
         return self.error is None
+
+    @property
+    def proves_absence(self) -> bool:
+        return self.error is None and self.unusable_records == 0
 
     @property
     def shard(self) -> Shard:

@@ -433,6 +433,11 @@ class Snapshot:
         return frozenset(name for name, r in self.regions.items() if r.complete)
 
     @property
+    def absence_regions(self) -> frozenset[str]:
+        """Shards (labels) whose listing can prove a job gone (see `RegionOutcome`)."""
+        return frozenset(name for name, r in self.regions.items() if r.proves_absence)
+
+    @property
     def incomplete_reasons(self) -> dict[str, str]:
         return {name: r.error for name, r in self.regions.items() if r.error is not None}
 

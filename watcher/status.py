@@ -8,6 +8,7 @@ connected), and never the parts that produce them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,11 +33,16 @@ class Status:
     last_complete: datetime | None = None
     baseline: Snapshot | None = None  # the last known state of every tracked job
     health: SourceHealth = field(default_factory=SourceHealth)
+    # Readiness ends when the last complete cycle is older than this (None: never).
+    stale_after: float | None = None
+    monotonic: Callable[[], float] = time.monotonic
+    last_complete_at: float | None = None  # `monotonic()` then: immune to clock jumps
 
     def count_cycle(self, complete: bool, finished_at: datetime) -> None:
         self.cycles += 1
         if complete:
             self.last_complete = finished_at
+            self.last_complete_at = self.monotonic()
         else:
             self.incomplete_cycles += 1
 
@@ -53,6 +59,13 @@ class Status:
         reasons = []
         if self.last_complete is None:
             reasons.append("no complete cycle yet: DTS has not been read completely since start")
+        elif self.stale_after is not None and self.last_complete_at is not None:
+            age = self.monotonic() - self.last_complete_at
+            if age > self.stale_after:
+                reasons.append(
+                    f"the last complete cycle finished {age:.0f}s ago (more than "
+                    f"{self.stale_after:g}s): DTS is not being read completely"
+                )
         if not self.nats_connected():
             reasons.append("not connected to NATS: events wait in the outbox")
         return reasons

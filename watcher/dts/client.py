@@ -40,18 +40,20 @@ from typing import Any
 import anyio
 import httpx
 
-from watcher import fastjson
 from watcher.dts import signing
 from watcher.dts.apis import Listing, ShardSource, listing_api
-from watcher.dts.credentials import Credentials, CredentialsProvider
+from watcher.dts.credentials import Credentials, CredentialsError, CredentialsProvider
 from watcher.dts.dtsjobs import ApiRefusal
-from watcher.dts.models import ApiError, PageParse
+from watcher.dts.exchange import DtsError as DtsError  # where it has always been imported from
+from watcher.dts.exchange import decode, exchange, failed
+from watcher.dts.models import PageParse
 from watcher.dts.pacing import PACE, RateLimiter
-from watcher.dts.paging import ListingDrift, assemble, first_page
+from watcher.dts.paging import ListingDrift, assemble, check_page, first_page
 from watcher.dts.record_cache import CachedJobs, JobCache
-from watcher.errors import SourceError
+from watcher.dts.tls import tls_verify
 from watcher.logs import get_logger
 from watcher.settings import DtsSettings
+from watcher.settings.common import is_loopback
 from watcher.snapshot import DEFAULT_ACCOUNT, JobState, RegionOutcome, Shard, Snapshot
 
 ACTION = "DescribeSynchronizationJobs"
@@ -75,34 +77,6 @@ def endpoint_host(region: str) -> str:
     return f"dts.{region}.aliyuncs.com"
 
 
-class DtsError(SourceError):
-    """A DTS call that failed for good. Safe to log: no credentials inside."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str,
-        region: str,
-        status: int | None = None,
-        request_id: str | None = None,
-        retryable: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        self.code = code
-        self.retry_after = retry_after
-        self.region = region
-        self.status = status
-        self.request_id = request_id
-        self.retryable = retryable
-        self.api_message = message
-        detail = f"{code}: {message}"
-        if status is not None:
-            detail += f" (HTTP {status}"
-            detail += f", RequestId {request_id})" if request_id else ")"
-        super().__init__(f"DTS {region}: {detail}")
-
-
 @dataclass
 class ClientStats:
     """Counters since the client was created (metrics and logs read them)."""
@@ -110,7 +84,7 @@ class ClientStats:
     requests: Counter[tuple[str, str]] = field(default_factory=Counter)  # (region, outcome)
     retries: Counter[str] = field(default_factory=Counter)  # by region
     pages: Counter[str] = field(default_factory=Counter)  # by region
-    skipped_records: Counter[str] = field(default_factory=Counter)  # records without an id
+    skipped_records: Counter[str] = field(default_factory=Counter)  # records without a usable id
 
 
 class DtsClient:
@@ -150,8 +124,19 @@ class DtsClient:
             * settings.max_concurrent_pages,
         )
         self._http = httpx.AsyncClient(
-            transport=transport, timeout=settings.timeout, limits=limits, trust_env=False
+            transport=transport,
+            timeout=settings.timeout,
+            limits=limits,
+            trust_env=False,
+            verify=tls_verify(settings.tls_ca_file),
         )
+        plain = settings.endpoint and settings.endpoint.startswith("http://")
+        if plain and not is_loopback(settings.endpoint or ""):
+            log.warning(
+                "dts.plain_http",
+                endpoint=settings.endpoint,
+                risk="requests, signatures and STS tokens travel unencrypted",
+            )
         # Per shard and listing, the jobs of its last complete read (see JobCache).
         self._parsed: dict[tuple[str, str], CachedJobs] = {}
 
@@ -170,20 +155,38 @@ class DtsClient:
     def shards(self) -> list[ShardSource]:
         return list(self._shards.values())
 
-    async def fetch(self, on_page: PageHook | None = None) -> Snapshot:
+    async def fetch(
+        self, on_page: PageHook | None = None, deadline: float | None = None
+    ) -> Snapshot:
         """Read every configured shard; never raises for DTS or network faults.
 
         `on_page(region, jobs)` is called with each page as it arrives, once it agrees
         with the first page of its listing on the total: a consistent page, though the
         listing may yet turn out incomplete (a later page failing).
+
+        `deadline`: seconds the whole read may take; a shard not read completely by then
+        is incomplete (`CycleDeadline`), the others are what they are.
         """
         taken_at = self._now()
         results: dict[str, tuple[list[JobState], RegionOutcome]] = {}
         gate = anyio.Semaphore(self.settings.max_concurrent_regions)
+        ends = None if deadline is None else anyio.current_time() + deadline
 
         async def one(region: str) -> None:
-            async with gate:
-                results[region] = await self.fetch_region(region, on_page)
+            with anyio.CancelScope(deadline=math.inf if ends is None else ends):
+                async with gate:
+                    results[region] = await self.fetch_region(region, on_page)
+            if region not in results:
+                log.error("dts.region_failed", region=region, code="CycleDeadline")
+                results[region] = (
+                    [],
+                    self._outcome(
+                        region,
+                        0,
+                        0,
+                        (f"not read within the cycle's deadline ({deadline:g}s)", "CycleDeadline"),
+                    ),
+                )
 
         async with anyio.create_task_group() as tg:
             for label in self._shards:
@@ -197,13 +200,13 @@ class DtsClient:
         """All jobs of one shard (by label: a region of the default account) and how the
         read went (never raises for DTS faults)."""
         requests_before = sum(n for (r, _), n in self.stats.requests.items() if r == region)
-        pages = 0
+        pages = unusable = 0
         error: str | None = None
         code: str | None = None
         jobs: list[JobState] = []
         for attempt in range(self.settings.drift_rereads + 1):
             try:
-                jobs, pages = await self._read_listing(region, on_page)
+                jobs, pages, unusable = await self._read_listing(region, on_page)
                 error = code = None
                 break
             except ListingDrift as drift:
@@ -220,30 +223,54 @@ class DtsClient:
                     http_status=exc.status,
                 )
                 break
+            except Exception as exc:  # whatever else: this shard's failure, not the cycle's
+                error, code = f"unexpected {type(exc).__name__} while reading", "InternalError"
+                log.error("dts.region_failed", region=region, code=code, error=type(exc).__name__)
+                break
         requests = sum(n for (r, _), n in self.stats.requests.items() if r == region)
-        source = self._shards[region]
-        outcome = RegionOutcome(
-            region=source.shard.region,
-            error=error,
-            error_code=code,
-            pages=pages,
-            requests=requests - requests_before,
-            account=source.shard.account,
-            job_types=source.api.covers,
+        outcome = self._outcome(
+            region,
+            pages,
+            requests - requests_before,
+            None if error is None else (error, code or "InternalError"),
+            unusable if error is None else 0,
         )
         return (jobs if error is None else []), outcome
 
+    def _outcome(
+        self,
+        region: str,
+        pages: int,
+        requests: int,
+        failure: tuple[str, str] | None,
+        unusable: int = 0,
+    ) -> RegionOutcome:
+        source = self._shards[region]
+        return RegionOutcome(
+            region=source.shard.region,
+            error=failure[0] if failure else None,
+            error_code=failure[1] if failure else None,
+            pages=pages,
+            requests=requests,
+            account=source.shard.account,
+            job_types=source.api.covers,
+            unusable_records=unusable,
+        )
+
     async def _read_listing(
         self, region: str, on_page: PageHook | None
-    ) -> tuple[list[JobState], int]:
-        """Every listing of the shard (one per job type with DescribeDtsJobs)."""
+    ) -> tuple[list[JobState], int, int]:
+        """Every listing of the shard (one per job type with DescribeDtsJobs): (jobs,
+        pages, unusable records), or ListingDrift at the first page that shows a listing
+        moved (or lies)."""
         jobs: list[JobState] = []
-        pages = 0
+        pages = unusable = 0
         for listing in self._shards[region].api.listings:
-            found, count = await self._read_one(region, listing, on_page)
+            found, count, skipped = await self._read_one(region, listing, on_page)
             jobs.extend(found)
             pages += count
-        return jobs, pages
+            unusable += skipped
+        return jobs, pages, unusable
 
     async def _first_page(
         self, region: str, listing: Listing, cache: JobCache
@@ -261,7 +288,7 @@ class DtsClient:
 
     async def _read_one(
         self, region: str, listing: Listing, on_page: PageHook | None
-    ) -> tuple[list[JobState], int]:
+    ) -> tuple[list[JobState], int, int]:
         api = self._shards[region].api
         cache = JobCache(self._parsed.get((region, listing.job_type)), api.record_keys)
         first, size = await self._first_page(region, listing, cache)
@@ -275,12 +302,13 @@ class DtsClient:
             raise DtsError(
                 f"TotalRecordCount {total} is implausible", code="MalformedResponse", region=region
             )
+        check_page(first, 1, total, size)  # a short first page: no need to read on
         pages: dict[int, PageParse] = {1: first}
         if on_page is not None:
             on_page(region, first.jobs)
         if page_count > 1:
             gate = anyio.Semaphore(self.settings.max_concurrent_pages)
-            failures: list[DtsError] = []
+            failures: list[Exception] = []
 
             async def one(number: int, scope: anyio.CancelScope) -> None:
                 async with gate:
@@ -288,9 +316,11 @@ class DtsClient:
                         page = pages[number] = await self._page(
                             region, number, cache, listing, size
                         )
-                        if on_page is not None and page.total_record_count == total:
+                        check_page(page, number, total, size)
+                        if on_page is not None:
                             on_page(region, page.jobs)
-                    except DtsError as exc:  # one failed page fails the listing: stop the rest
+                    except (DtsError, ListingDrift) as exc:
+                        # one failed or short page fails the listing: stop the rest
                         failures.append(exc)
                         scope.cancel()
 
@@ -302,7 +332,7 @@ class DtsClient:
         jobs = assemble(pages, total, size)
         # complete and consistent: reused next time
         self._parsed[(region, listing.job_type)] = cache.seen
-        return jobs, page_count
+        return jobs, page_count, sum(page.skipped for page in pages.values())
 
     # -- one page, with retries ----------------------------------------------------------
 
@@ -344,7 +374,13 @@ class DtsClient:
         self.stats.pages[region] += 1
         if parsed.skipped:
             self.stats.skipped_records[region] += parsed.skipped
-            log.warning("dts.records_skipped", region=region, page=number, count=parsed.skipped)
+            log.warning(
+                "dts.records_skipped",
+                region=region,
+                page=number,
+                count=parsed.skipped,
+                consequence="no job of this shard is judged absent this cycle",
+            )
         return parsed
 
     async def _call(self, region: str, params: dict[str, str]) -> tuple[dict[str, Any], bool]:
@@ -386,8 +422,24 @@ class DtsClient:
 
     async def _send(self, region: str, params: dict[str, str]) -> tuple[dict[str, Any], bool]:
         credentials = await self._credentials_call(region)
+        try:
+            request = self._signed(region, params, credentials)
+        except Exception as exc:  # a credential no signature or header can carry
+            raise failed(
+                self.stats.requests, region, "RequestNotSendable", type(exc).__name__
+            ) from None
+        # Paced last, right before the request goes out: what DTS counts is arrivals.
+        await self._limiters[region].acquire()
+        response, content = await exchange(
+            self._http, request, region, self.stats.requests, self.settings
+        )
+        return decode(region, response, content, self.stats.requests)
+
+    def _signed(
+        self, region: str, params: dict[str, str], credentials: Credentials
+    ) -> signing.SignedRequest:
         scheme, host = self._endpoint(region)
-        request = signing.sign_request(
+        return signing.sign_request(
             method="GET",
             host=host,
             scheme=scheme,
@@ -403,98 +455,24 @@ class DtsClient:
             now=self._now(),
             nonce=uuid.uuid4().hex,
         )
-        # Paced last, right before the request goes out: what DTS counts is arrivals.
-        await self._limiters[region].acquire()
-        try:
-            response = await self._http.request(
-                request.method, request.url, headers=request.headers
-            )
-        except httpx.TimeoutException as exc:
-            self.stats.requests[(region, "Timeout")] += 1
-            raise DtsError(
-                f"no answer within {self.settings.timeout:g}s ({type(exc).__name__})",
-                code="Timeout",
-                region=region,
-                retryable=True,
-            ) from None
-        except httpx.TransportError as exc:
-            self.stats.requests[(region, "ConnectionError")] += 1
-            raise DtsError(
-                f"{type(exc).__name__}: {exc}",
-                code="ConnectionError",
-                region=region,
-                retryable=True,
-            ) from None
-        return self._decode(region, response)
 
     async def _credentials_call(self, region: str, refresh: bool = False) -> Credentials:
-        """Credentials from the provider; its failure fails the region, not the cycle."""
+        """Credentials from the provider; its failure fails the shard, not the cycle."""
         provider = self._shards[region].credentials
         try:
             if refresh:
                 return await provider.refresh()
             return await provider.get()
-        except Exception as exc:
-            raise DtsError(
-                f"credentials unavailable: {exc}", code="CredentialsUnavailable", region=region
-            ) from None
+        except CredentialsError as exc:  # its message is safe by contract
+            reason = str(exc)
+        except Exception as exc:  # anything else: its type, never its text
+            reason = type(exc).__name__
+        raise DtsError(
+            f"credentials unavailable: {reason}", code="CredentialsUnavailable", region=region
+        )
 
     def _endpoint(self, region: str) -> tuple[str, str]:
         if self.settings.endpoint:
             scheme, _, host = self.settings.endpoint.partition("://")
             return scheme, host
         return "https", endpoint_host(self._shards[region].shard.region)
-
-    def _decode(self, region: str, response: httpx.Response) -> tuple[dict[str, Any], bool]:
-        """The body as a JSON object, and whether orjson decoded it (`fastjson.loads`)."""
-        request_id = response.headers.get("x-acs-request-id")
-        exact = False
-        try:
-            body, exact = fastjson.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if response.is_success:
-            if not isinstance(body, dict):
-                self.stats.requests[(region, "MalformedResponse")] += 1
-                raise DtsError(
-                    f"body is not a JSON object ({_preview(response)})",
-                    code="MalformedResponse",
-                    region=region,
-                    status=response.status_code,
-                    request_id=request_id,
-                    retryable=True,
-                )
-            self.stats.requests[(region, "OK")] += 1
-            return body, exact
-        error = ApiError.model_validate(body if isinstance(body, dict) else {})
-        code = error.code or f"HTTP{response.status_code}"
-        self.stats.requests[(region, code)] += 1
-        retryable = (
-            response.status_code >= 500
-            or code.startswith("Throttling")
-            or code in {"ServiceUnavailable", "SignatureNonceUsed"}
-        )
-        raise DtsError(
-            error.message or _preview(response),
-            code=code,
-            region=region,
-            status=response.status_code,
-            request_id=error.request_id or request_id,
-            retryable=retryable,
-            retry_after=_retry_after(response),
-        )
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """`x-acs-retry-after` is in milliseconds (as Alibaba's SDKs read it)."""
-    raw = response.headers.get("x-acs-retry-after")
-    try:
-        millis = int(raw) if raw is not None else 0
-    except ValueError:
-        return None
-    return millis / 1000 if millis > 0 else None
-
-
-def _preview(response: httpx.Response) -> str:
-    kind = response.headers.get("content-type", "no content type")
-    return f"HTTP {response.status_code}, {kind}, {len(response.content)} bytes"

@@ -12,8 +12,10 @@ taken, not crashed on:
 - unknown fields appear (ignored).
 
 A value that cannot be understood becomes None rather than an error: one odd field must
-not hide a job's status change. A job without an id is the one thing we cannot use; it is
-skipped by `parse_page` and counted, not guessed at.
+not hide a job's status change. A record we cannot turn into a job (not an object, no id
+or an id that is not text, a direction that is not text, anything the models choke on)
+is the one thing we cannot use; it is skipped by `parse_page` and counted, not guessed
+at, and the client then lets that listing prove no job absent (it may be the one).
 """
 
 from __future__ import annotations
@@ -425,6 +427,35 @@ class PageParse(BaseModel):
     skipped: int
 
 
+def _job(raw: dict[str, Any], region: str, cache: JobCache | None, account: str) -> JobState | None:
+    """The job of one record, or None when the record cannot be one."""
+    key: Any = None
+    fingerprint: bytes | None = None
+    if cache is not None:
+        key, fingerprint, cached = cache.reuse(raw)
+        if isinstance(cached, JobState):
+            return cached
+    instance = SynchronizationInstance.model_validate(raw)
+    if not instance.synchronization_job_id or _unusable_direction(raw, instance):
+        return None
+    job = instance.to_job_state(region, account)
+    if cache is not None:
+        if (previous := cache.previous.get(key)) is not None:
+            job = job.sharing_body(previous[1])
+        cache.remember(key, fingerprint, job)
+    return job
+
+
+def _unusable_direction(raw: dict[str, Any], instance: SynchronizationInstance) -> bool:
+    """A direction that is there but is not text: the record's key would be a guess."""
+    if instance.synchronization_direction is not None:
+        return False
+    given = [
+        v for k, v in raw.items() if isinstance(k, str) and k.lower() == "synchronizationdirection"
+    ]
+    return any(value is not None and value != "" for value in given)
+
+
 def parse_page(
     body: dict[str, Any],
     region: str,
@@ -442,21 +473,14 @@ def parse_page(
         if not isinstance(raw, dict):
             skipped += 1
             continue
-        if cache is not None:
-            key, fingerprint, job = cache.reuse(raw)
-            if job is not None:
-                jobs.append(job)
-                continue
-        instance = SynchronizationInstance.model_validate(raw)
-        if not instance.synchronization_job_id:
+        try:
+            job = _job(raw, region, cache, account)
+        except Exception:  # one record the models choke on: that record, not the page
+            job = None
+        if job is None:
             skipped += 1
-            continue
-        job = instance.to_job_state(region, account)
-        if cache is not None:
-            if (previous := cache.previous.get(key)) is not None:
-                job = job.sharing_body(previous[1])
-            cache.remember(key, fingerprint, job)
-        jobs.append(job)
+        else:
+            jobs.append(job)
     return PageParse(
         request_id=response.request_id,
         page_number=response.page_number,

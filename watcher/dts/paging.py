@@ -17,6 +17,20 @@ class ListingDrift(Exception):
     """The listing moved under us while paging; the reason says how."""
 
 
+def check_page(page: PageParse, number: int, total: int, size: int) -> None:
+    """Raise ListingDrift as soon as one page disagrees with the listing's first (its
+    total, or how many records a page of this number must hold): a short page ends the
+    read at once instead of reading on into pages that cannot be right."""
+    if page.total_record_count != total:
+        raise ListingDrift(
+            f"TotalRecordCount moved between pages: page {number} says "
+            f"{page.total_record_count}, page 1 said {total}"
+        )
+    expected = min(size, total - (number - 1) * size)
+    if page.raw_count != expected:
+        raise ListingDrift(f"page {number} had {page.raw_count} records, expected {expected}")
+
+
 async def first_page(
     region: str,
     sizes: Sequence[int],

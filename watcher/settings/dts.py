@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from watcher.settings.common import REGION, Section, http_url
+from watcher.settings.common import REGION, Section, header_safe, http_url
+
+MEBIBYTE = 1 << 20
 
 # The listing APIs the watcher can read (README "All of DTS"), and DescribeDtsJobs' types.
 Api = Literal["DescribeSynchronizationJobs", "DescribeDtsJobs"]
@@ -57,7 +60,25 @@ class DtsSettings(Section):
     job_name: str | None = Field(None, description="SynchronizationJobName filter (fuzzy)")
     tags: dict[str, str] = Field(default_factory=dict, description="Tag.N.Key/Value filters")
     resource_group_id: str | None = None
-    timeout: float = Field(10.0, gt=0, description="seconds per HTTP request")
+    timeout: float = Field(
+        10.0, gt=0, description="seconds one HTTP request may take in all, answer read included"
+    )
+    max_response_bytes: int = Field(
+        16 * MEBIBYTE,
+        ge=64 * 1024,
+        description="largest answer accepted, in bytes once decompressed (a page of 30 "
+        "jobs is about 100 KB); a larger one fails its region for the cycle",
+    )
+    tls_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the certificate authorities trusted for DTS, STS and the "
+        "metadata service, instead of the system's (a private CA, a TLS-inspecting proxy)",
+    )
+    allow_plain_http: bool = Field(
+        False,
+        description="allow an http:// DTS or STS endpoint that is not on this machine "
+        "(requests, signatures and tokens then travel in the clear)",
+    )
     max_attempts: int = Field(5, ge=1, le=20, description="tries per request, first included")
     backoff_initial: float = Field(0.5, gt=0, description="seconds before the first retry")
     backoff_max: float = Field(20.0, gt=0, description="longest wait between two tries")
@@ -91,6 +112,21 @@ class DtsSettings(Section):
     @classmethod
     def _endpoint_is_url(cls, value: str | None) -> str | None:
         return http_url(value)
+
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _ca_file_loads(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            ssl.create_default_context(cafile=str(value))
+        except FileNotFoundError:
+            raise ValueError(f"{value} does not exist") from None
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None)
+            reason = reason or type(exc).__name__
+            raise ValueError(f"{value} is not a PEM file of certificates ({reason})") from None
+        return value
 
     @field_validator("tags")
     @classmethod
@@ -130,6 +166,24 @@ class CredentialsSettings(Section):
     )
     ecs_metadata_url: str = "http://100.100.100.200"
     imdsv1_disabled: bool = Field(False, description="never fall back to tokenless IMDSv1")
+    fetch_timeout: float = Field(
+        20.0,
+        gt=0,
+        le=300,
+        description="seconds one fetch of temporary credentials may take in all (metadata "
+        "service, STS, the OIDC token file); past it the source has failed for this try",
+    )
+
+    @field_validator("access_key_id", "access_key_secret", "security_token", mode="before")
+    @classmethod
+    def _sendable(cls, value: object) -> object:
+        """What goes into a request header: a newline from a file stripped, anything a
+        header cannot carry refused when loaded (naming the variable, never the value)."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
+        return header_safe(value) or None
 
     @field_validator("sts_endpoint")
     @classmethod

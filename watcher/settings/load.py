@@ -10,6 +10,7 @@ variables (nested with `__`, e.g. `DTS_WATCHER_POLL__INTERVAL`), the standard
 from __future__ import annotations
 
 import contextvars
+import difflib
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from pydantic_settings import (
 
 from watcher.errors import ConfigError
 from watcher.settings.accounts import AccountSettings, check_accounts, watched_accounts
-from watcher.settings.common import CONFIG_ENV, ENV_PREFIX, redact_url
+from watcher.settings.common import CONFIG_ENV, ENV_PREFIX, is_loopback, redact_url
 from watcher.settings.dts import CredentialsSettings, DtsSettings
 from watcher.settings.nats import NatsSettings
 from watcher.settings.regions import unknown_region_warnings
@@ -154,7 +155,7 @@ class _TomlSource(PydanticBaseSettingsSource):
 
 def env_name(location: tuple[int | str, ...]) -> str:
     """The environment variable that sets a field, e.g. DTS_WATCHER_POLL__INTERVAL."""
-    parts = [str(p) for p in location if isinstance(p, str)]
+    parts = [str(p) for p in location if isinstance(p, str)][:2]  # a dict's keys are values
     if parts[:1] == ["accounts"]:
         return ENV_PREFIX + "ACCOUNTS"  # one JSON list; the dotted name says which field
     if parts[:1] == ["credentials"] and len(parts) == 2:
@@ -163,19 +164,82 @@ def env_name(location: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(p.upper() for p in parts)
 
 
+# `DTS_WATCHER_*` variables that are not settings: the config file's, and the tests'.
+NOT_SETTINGS = frozenset({CONFIG_ENV, "DTS_WATCHER_TEST_CRASH_AT", "DTS_WATCHER_DOCKER_BUILD"})
+
+
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Build the settings from every source; raise ConfigError naming the bad setting."""
     if config_file is None and os.environ.get(CONFIG_ENV):
         config_file = os.environ[CONFIG_ENV]
+    _refuse_unknown_variables()
     token = _config_file.set(Path(config_file) if config_file else None)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
+        _refuse_plain_http(settings)
+        return settings
     except ValidationError as exc:
         raise ConfigError(_describe(exc, _toml_data(config_file))) from None
     except SettingsError as exc:
         raise ConfigError(_describe_env_json(str(exc))) from None
     finally:
         _config_file.reset(token)
+
+
+def known_variables() -> list[str]:
+    """Every `DTS_WATCHER_*` variable that sets something (a section, or one of its keys)."""
+    names = []
+    for section, info in Settings.model_fields.items():
+        names.append(ENV_PREFIX + section.upper())
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            names += [f"{ENV_PREFIX}{section.upper()}__{key.upper()}" for key in model.model_fields]
+    return names
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _refuse_unknown_variables() -> None:
+    """A `DTS_WATCHER_` variable whose section does not exist would be ignored, its
+    setting silently left at its default: refuse it, as an unknown key in the file is.
+    (An unknown key inside a known section is refused by the section itself.)"""
+    sections = set(Settings.model_fields)
+    for var in sorted(os.environ):
+        upper = var.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in NOT_SETTINGS:
+            continue
+        section = upper[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+        if section not in sections:
+            raise ConfigError(
+                f"unknown setting {var}: there is no section {section!r} "
+                f"(sections: {', '.join(sorted(sections))}){_suggest(var, known_variables())}"
+            )
+
+
+def _refuse_plain_http(settings: Settings) -> None:
+    """DTS and STS over plain HTTP carry the signed requests, the STS token and the OIDC
+    token in the clear: only to this machine, unless explicitly allowed."""
+    if settings.dts.allow_plain_http:
+        return
+    endpoints = (
+        ("dts.endpoint", "DTS_WATCHER_DTS__ENDPOINT", settings.dts.endpoint),
+        (
+            "credentials.sts_endpoint",
+            "ALIBABA_CLOUD_STS_ENDPOINT",
+            settings.credentials.sts_endpoint,
+        ),
+    )
+    for dotted, var, url in endpoints:
+        if url and url.startswith("http://") and not is_loopback(url):
+            raise ConfigError(
+                f"invalid setting {dotted} ({var}): {redact_url(url)} is plain HTTP, which "
+                "would send signed requests and security tokens in the clear; use https:// "
+                "(DTS_WATCHER_DTS__TLS_CA_FILE trusts a private CA), or set "
+                "DTS_WATCHER_DTS__ALLOW_PLAIN_HTTP=true to accept the risk"
+            )
 
 
 def _toml_data(config_file: Path | str | None) -> dict[str, Any]:
@@ -220,7 +284,7 @@ def _describe(exc: ValidationError, toml: dict[str, Any] | None = None) -> str:
         dotted = ".".join(str(p) for p in location) or "(settings)"
         message = error["msg"]
         if error["type"] == "extra_forbidden":
-            message = "unknown setting"
+            message = "unknown setting" + _suggest(env_name(location), known_variables())
         elif error["type"] == "json_invalid":
             message = f"not valid JSON ({message})"
         if len(location) == 1 and error["type"] == "value_error":

@@ -19,6 +19,12 @@ class PollSettings(Section):
         "as each consistent page arrives (page: sooner when a listing takes seconds; "
         "`removed` still waits for complete listings)",
     )
+    cycle_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="seconds a cycle may spend reading DTS (credentials included); a region "
+        "not read completely by then is incomplete for that cycle",
+    )
     gc_freeze: bool = Field(
         True,
         description="after each cycle, collect garbage and freeze what survived (gc.freeze) "
@@ -45,6 +51,12 @@ class HealthSettings(Section):
         3, ge=1, description="incomplete cycles before a region is announced unavailable"
     )
     heartbeat_interval: float = Field(60.0, ge=0, description="seconds; 0 = no heartbeat")
+    stale_after: float | None = Field(
+        None,
+        gt=0,
+        description="seconds without a complete cycle after which /readyz says not ready "
+        "(default: 10 poll intervals)",
+    )
 
 
 class HttpSettings(Section):

@@ -31,6 +31,7 @@ from watcher.dts.credentials.chain import provider_from_settings
 from watcher.dts.credentials.oidc import sts_endpoint
 from watcher.dts.credentials.profile import ProfileProvider, default_profile_file
 from watcher.dts.credentials.refreshing import Refreshing
+from watcher.dts.tls import tls_verify
 from watcher.logs import get_logger
 from watcher.settings import AccountSettings, Settings
 
@@ -93,6 +94,8 @@ def _provider(
     now: Callable[[], datetime],
 ) -> CredentialsProvider:
     section = settings.credentials
+    verify = tls_verify(settings.dts.tls_ca_file)
+    timeout = section.fetch_timeout
     if account.role_arn is not None:
         source = AssumeRoleSource(
             base(),
@@ -103,8 +106,9 @@ def _provider(
             duration=section.role_session_duration,
             transport=transport,
             now=now,
+            verify=verify,
         )
-        return Refreshing(source, now=now)
+        return Refreshing(source, now=now, timeout=timeout)
     if account.profile is not None:
         path = section.profile_file or default_profile_file()
         if path is None or not path.expanduser().is_file():
@@ -121,8 +125,9 @@ def _provider(
                 sts_endpoint=sts_endpoint(section.sts_endpoint, section.sts_region),
                 transport=transport,
                 now=now,
+                verify=verify,
             )
         except CredentialsError as exc:
             return Unusable(f"account {account.name!r}: {exc}")
-        return Refreshing(profile, now=now)
+        return Refreshing(profile, now=now, timeout=timeout)
     return base()

@@ -10,6 +10,7 @@ own signing) with the base credentials, which come from the usual chain
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 import httpx
 
 from watcher.dts import signing
-from watcher.dts.credentials.answers import clean, json_object, temporary
+from watcher.dts.credentials.answers import clean, json_object, read_answer, temporary
 from watcher.dts.credentials.base import (
     Credentials,
     CredentialsError,
@@ -25,6 +26,7 @@ from watcher.dts.credentials.base import (
     utcnow,
 )
 from watcher.dts.credentials.oidc import DEFAULT_DURATION, STS_API_VERSION, STS_TIMEOUT
+from watcher.dts.upstream import safe_code
 
 ACTION = "AssumeRole"
 
@@ -44,7 +46,9 @@ class AssumeRoleSource:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout = STS_TIMEOUT,
         now: Callable[[], datetime] = utcnow,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
+        self._verify = verify
         self._base = base
         self._role_arn = role_arn
         self._account = account
@@ -67,8 +71,12 @@ class AssumeRoleSource:
         where = f"STS AssumeRole of {self._role_arn} (account {self._account})"
         try:
             base = await self._base.get()
-        except Exception as exc:
+        except CredentialsError as exc:  # its message is safe by contract
             raise CredentialsError(f"{where}: the base credentials are unusable: {exc}") from None
+        except Exception as exc:  # its type, never its text
+            raise CredentialsError(
+                f"{where}: the base credentials are unusable ({type(exc).__name__})"
+            ) from None
         now = self._now().astimezone(UTC)
         scheme, _, host = self._endpoint.partition("://")
         params = {
@@ -94,16 +102,24 @@ class AssumeRoleSource:
         )
         try:
             async with httpx.AsyncClient(
-                transport=self._transport, timeout=self._timeout, trust_env=False
+                transport=self._transport,
+                timeout=self._timeout,
+                trust_env=False,
+                verify=self._verify,
             ) as http:
-                response = await http.request(request.method, request.url, headers=request.headers)
+                sent = http.build_request(request.method, request.url, headers=request.headers)
+                response = await http.send(sent, stream=True)
+                try:
+                    content = await read_answer(response, where)
+                finally:
+                    await response.aclose()
         except httpx.TimeoutException:
             raise CredentialsError(f"{where}: no answer from {self._endpoint} in time") from None
         except httpx.HTTPError as exc:
             raise CredentialsError(
                 f"{where}: {self._endpoint} unreachable ({type(exc).__name__})"
             ) from None
-        data = json_object(response)
+        data = json_object(content)
         issued = data.get("Credentials") if data else None
         if response.status_code != 200 or not isinstance(issued, dict):
             raise _refused(where, response, data or {}, secret)
@@ -115,7 +131,7 @@ def _refused(
 ) -> CredentialsError:
     """STS's refusal in plain words: the code says whether the role exists, may be
     assumed, or the base key itself was refused."""
-    code = clean(str(data.get("Code") or f"HTTP{response.status_code}"), secret)
+    code = safe_code(data.get("Code") or f"HTTP{response.status_code}", secret)
     message = clean(str(data.get("Message") or "the answer is not the expected JSON"), secret)
     lowered = code.lower()
     if lowered.startswith("entitynotexist.role"):
@@ -131,6 +147,6 @@ def _refused(
         why = "the role cannot be assumed"
     request_id = data.get("RequestId") or response.headers.get("x-acs-request-id")
     context = f"HTTP {response.status_code}" + (
-        f", RequestId {clean(str(request_id))}" if request_id else ""
+        f", RequestId {safe_code(request_id, secret)}" if request_id else ""
     )
     return CredentialsError(f"{where} failed: {why} ({code}: {message}; {context})")

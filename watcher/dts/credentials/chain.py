@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from datetime import datetime
 
@@ -13,8 +14,10 @@ from watcher.dts.credentials.oidc import OidcRoleProvider, sts_endpoint
 from watcher.dts.credentials.profile import ProfileProvider, default_profile_file
 from watcher.dts.credentials.refreshing import Refreshing
 from watcher.dts.credentials.static import NOTHING_FOUND, StaticProvider
+from watcher.dts.tls import tls_verify
 from watcher.logs import get_logger
 from watcher.settings import CredentialsSettings, Settings
+from watcher.settings.common import is_loopback
 
 log = get_logger("watcher.credentials")
 
@@ -31,19 +34,29 @@ def provider_from_settings(
     Raises CredentialsError when none is configured, or when the chosen one is unusable
     from the start (a profile file that names an unsupported mode, for instance).
     """
-    provider = _choose(settings.credentials, config_file, transport, now)
+    provider = _choose(settings, config_file, transport, now)
     log.info("credentials.source", source=describe(provider))
+    sts = settings.credentials.sts_endpoint
+    if sts and sts.startswith("http://") and not is_loopback(sts):
+        log.warning(
+            "credentials.plain_http",
+            sts_endpoint=sts,
+            risk="the OIDC token and the issued keys travel unencrypted",
+        )
     return provider
 
 
 def _choose(
-    section: CredentialsSettings,
+    settings: Settings,
     config_file: str | None,
     transport: httpx.AsyncBaseTransport | None,
     now: Callable[[], datetime],
 ) -> CredentialsProvider:
+    section = settings.credentials
     if section.access_key_id:
         return StaticProvider.from_config(section, config_file)
+    verify = tls_verify(settings.dts.tls_ca_file)
+    timeout = section.fetch_timeout
     sts = sts_endpoint(section.sts_endpoint, section.sts_region)
     if section.role_arn and section.oidc_provider_arn and section.oidc_token_file:
         oidc = OidcRoleProvider(
@@ -55,20 +68,22 @@ def _choose(
             endpoint=sts,
             transport=transport,
             now=now,
+            verify=verify,
         )
-        return Refreshing(oidc, now=now)
+        return Refreshing(oidc, now=now, timeout=timeout)
     hint = _rrsa_hint(section)
-    profile = _profile(section, sts, transport, now)
+    profile = _profile(section, sts, transport, now, verify)
     if profile is not None:
-        return Refreshing(profile, now=now)
+        return Refreshing(profile, now=now, timeout=timeout)
     if section.ecs_ram_role or section.ecs_metadata_enabled:
         ecs = EcsRamRoleProvider(
             section.ecs_ram_role,
             metadata_url=section.ecs_metadata_url,
             imdsv1_disabled=section.imdsv1_disabled,
             transport=transport,
+            verify=verify,
         )
-        return Refreshing(ecs, now=now)
+        return Refreshing(ecs, now=now, timeout=timeout)
     raise CredentialsError(NOTHING_FOUND + hint)
 
 
@@ -91,6 +106,7 @@ def _profile(
     sts: str,
     transport: httpx.AsyncBaseTransport | None,
     now: Callable[[], datetime],
+    verify: ssl.SSLContext | bool,
 ) -> ProfileProvider | None:
     """The CLI profile source when its file exists; an error when one was asked for."""
     path = section.profile_file or default_profile_file()
@@ -103,6 +119,7 @@ def _profile(
             sts_endpoint=sts,
             transport=transport,
             now=now,
+            verify=verify,
         )
     if section.profile_file is not None:
         raise CredentialsError(

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import ssl
 from urllib.parse import quote
 
 import httpx
 
-from watcher.dts.credentials.answers import clean, temporary
+from watcher.dts.credentials.answers import clean, read_answer, temporary
 from watcher.dts.credentials.base import Credentials, CredentialsError
+from watcher.dts.upstream import safe_code
 from watcher.logs import get_logger
+from watcher.settings.common import header_safe
 
 log = get_logger("watcher.credentials")
 
@@ -21,6 +25,8 @@ _TTL_HEADER = "X-aliyun-ecs-metadata-token-ttl-seconds"
 _TOKEN_HEADER = "X-aliyun-ecs-metadata-token"  # noqa: S105 - a header name
 # The metadata service answers in milliseconds on ECS; anywhere else nothing answers.
 METADATA_TIMEOUT = httpx.Timeout(3.0, connect=1.0)
+# A RAM role name: up to 64 letters, digits, '.' and '-' (as RAM documents it).
+_ROLE_NAME = re.compile(r"^[A-Za-z0-9.\-]{1,64}$")
 
 
 class EcsRamRoleProvider:
@@ -40,12 +46,14 @@ class EcsRamRoleProvider:
         imdsv1_disabled: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout = METADATA_TIMEOUT,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self._role_name = role_name or None
         self._base = metadata_url.rstrip("/")
         self._imdsv1_disabled = imdsv1_disabled
         self._transport = transport
         self._timeout = timeout
+        self._verify = verify
 
     def describe(self) -> str:
         role = self._role_name or "(discovered)"
@@ -60,6 +68,7 @@ class EcsRamRoleProvider:
             transport=self._transport,
             timeout=self._timeout,
             trust_env=False,  # the metadata service must never be reached through a proxy
+            verify=self._verify,
         ) as http:
             headers = await self._session(http)
             role = self._role_name or await self._discover_role(http, headers)
@@ -80,22 +89,31 @@ class EcsRamRoleProvider:
         if code != "Success":
             message = clean(str(data.get("Message") or ""))
             detail = f": {message}" if message else ""
-            raise CredentialsError(f"{where}: credentials not issued, Code {code!r}{detail}")
+            shown = safe_code(code) if code is not None else None
+            raise CredentialsError(f"{where}: credentials not issued, Code {shown!r}{detail}")
         return temporary(data, where)
 
     async def _session(self, http: httpx.AsyncClient) -> dict[str, str]:
         """The IMDSv2 header, or {} for an IMDSv1 fallback."""
+        where = f"metadata service {self._base}, PUT {_TOKEN_PATH}"
         try:
-            response = await http.put(_TOKEN_PATH, headers={_TTL_HEADER: str(IMDS_TOKEN_TTL)})
+            request = http.build_request(
+                "PUT", _TOKEN_PATH, headers={_TTL_HEADER: str(IMDS_TOKEN_TTL)}
+            )
+            response = await http.send(request, stream=True)
+            try:
+                body = await read_answer(response, where)
+            finally:
+                await response.aclose()
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise self._unreachable(exc) from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, CredentialsError) as exc:
             problem = type(exc).__name__
         else:
-            token = response.text.strip()
+            token = _header_value(body)
             if response.status_code == 200 and token:
                 return {_TOKEN_HEADER: token}
-            problem = f"HTTP {response.status_code}"
+            problem = f"HTTP {response.status_code}" if not token else "an unusable token"
         if self._imdsv1_disabled:
             raise CredentialsError(
                 f"metadata service {self._base}: no IMDSv2 session token ({problem}) and "
@@ -110,13 +128,24 @@ class EcsRamRoleProvider:
         roles = [line.strip() for line in listing.splitlines() if line.strip()]
         if not roles:
             raise CredentialsError(f"metadata service {self._base}: {missing}")
+        if not _ROLE_NAME.match(roles[0]):
+            raise CredentialsError(
+                f"metadata service {self._base}: the attached role's name "
+                f"{clean(roles[0], limit=70)!r} is not a RAM role name"
+            )
         return roles[0]
 
     async def _read(
         self, http: httpx.AsyncClient, path: str, headers: dict[str, str], *, missing: str
     ) -> str:
         try:
-            response = await http.get(path, headers=headers)
+            response = await http.send(
+                http.build_request("GET", path, headers=headers), stream=True
+            )
+            try:
+                body = await read_answer(response, f"metadata service {self._base}, GET {path}")
+            finally:
+                await response.aclose()
         except httpx.TimeoutException:
             raise CredentialsError(
                 f"metadata service {self._base}: no answer to GET {path} in time"
@@ -132,10 +161,23 @@ class EcsRamRoleProvider:
                 f"metadata service {self._base}: GET {path} answered HTTP "
                 f"{response.status_code}{hint}"
             )
-        return response.text
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CredentialsError(
+                f"metadata service {self._base}: GET {path} answered something that is not text"
+            ) from None
 
     def _unreachable(self, exc: Exception) -> CredentialsError:
         return CredentialsError(
             f"metadata service {self._base} unreachable ({type(exc).__name__}): is this an "
             "ECS instance with a RAM role? (ALIBABA_CLOUD_ECS_METADATA)"
         )
+
+
+def _header_value(body: bytes) -> str:
+    """The IMDSv2 session token, if it can be sent back as a header ("" if not)."""
+    try:
+        return header_safe(body.decode("ascii"))
+    except ValueError:  # UnicodeDecodeError included
+        return ""

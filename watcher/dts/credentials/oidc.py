@@ -3,6 +3,7 @@ for a role's temporary key with STS `AssumeRoleWithOIDC`."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,8 +11,15 @@ from typing import Any
 
 import httpx
 
-from watcher.dts.credentials.answers import clean, json_object, read_text, temporary
+from watcher.dts.credentials.answers import (
+    clean,
+    json_object,
+    read_answer,
+    read_text,
+    temporary,
+)
 from watcher.dts.credentials.base import Credentials, CredentialsError, utcnow
+from watcher.dts.upstream import safe_code
 
 STS_ENDPOINT = "https://sts.aliyuncs.com"
 STS_API_VERSION = "2015-04-01"
@@ -48,7 +56,9 @@ class OidcRoleProvider:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout = STS_TIMEOUT,
         now: Callable[[], datetime] = utcnow,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
+        self._verify = verify
         self._role_arn = role_arn
         self._provider_arn = oidc_provider_arn
         self._token_file = Path(token_file)
@@ -86,14 +96,22 @@ class OidcRoleProvider:
         where = f"STS AssumeRoleWithOIDC for {self._role_arn} at {self._endpoint}"
         try:
             async with httpx.AsyncClient(
-                transport=self._transport, timeout=self._timeout, trust_env=False
+                transport=self._transport,
+                timeout=self._timeout,
+                trust_env=False,
+                verify=self._verify,
             ) as http:
-                response = await http.post(self._endpoint + "/", params=query, data=form)
+                request = http.build_request("POST", self._endpoint + "/", params=query, data=form)
+                response = await http.send(request, stream=True)
+                try:
+                    content = await read_answer(response, where)
+                finally:
+                    await response.aclose()
         except httpx.TimeoutException:
             raise CredentialsError(f"{where}: no answer in time") from None
         except httpx.HTTPError as exc:
             raise CredentialsError(f"{where}: unreachable ({type(exc).__name__})") from None
-        data = json_object(response)
+        data = json_object(content)
         issued = data.get("Credentials") if data else None
         if response.status_code != 200 or not isinstance(issued, dict):
             raise self._failure(where, response, data, token)
@@ -103,14 +121,17 @@ class OidcRoleProvider:
     def _failure(
         where: str, response: httpx.Response, data: dict[str, Any] | None, token: str
     ) -> CredentialsError:
+        """STS's Code, Message and RequestId, bounded, the OIDC token masked in each."""
         data = data or {}
         if data.get("Code"):
             message = clean(str(data.get("Message") or ""), token)
-            detail = f"{clean(str(data['Code']), token)}: {message}"
+            detail = f"{safe_code(data['Code'], token)}: {message}"
         else:
             detail = "the answer is not the expected JSON"
         context = f"HTTP {response.status_code}"
         request_id = data.get("RequestId") or response.headers.get("x-acs-request-id")
         if request_id:
-            context += f", RequestId {clean(str(request_id))}"
+            shown = str(request_id)
+            echoed = len(shown) >= 8 and shown in token  # a piece of the token, echoed back
+            context += f", RequestId {'***' if echoed else safe_code(shown, token)}"
         return CredentialsError(f"{where} failed: {detail} ({context})")

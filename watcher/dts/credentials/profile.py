@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import ssl
+import stat
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +14,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from watcher.dts.credentials.answers import read_text
+from watcher.dts.credentials.answers import clean, read_text, read_text_now
 from watcher.dts.credentials.base import Credentials, CredentialsError, utcnow
 from watcher.dts.credentials.ecs import ECS_METADATA_URL, EcsRamRoleProvider
 from watcher.dts.credentials.oidc import (
@@ -20,6 +23,9 @@ from watcher.dts.credentials.oidc import (
     OidcRoleProvider,
     sts_endpoint,
 )
+from watcher.logs import get_logger
+
+log = get_logger("watcher.credentials")
 
 SUPPORTED_MODES = ("AK", "StsToken", "EcsRamRole", "OIDC")
 
@@ -51,7 +57,9 @@ class ProfileProvider:
         sts_endpoint: str = STS_ENDPOINT,
         transport: httpx.AsyncBaseTransport | None = None,
         now: Callable[[], datetime] = utcnow,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
+        self._verify = verify
         self._path = Path(path)
         self._wanted = profile
         self._metadata_url = metadata_url
@@ -59,13 +67,8 @@ class ProfileProvider:
         self._sts_endpoint = sts_endpoint
         self._transport = transport
         self._now = now
-        try:
-            text = self._path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or type(exc).__name__
-            raise CredentialsError(
-                f"the profile file {self._path} cannot be read: {reason}"
-            ) from None
+        text = read_text_now(self._path, "the profile file")
+        _warn_if_readable_by_others(self._path)
         chosen = self._select(text)  # fail when the watcher starts, not at the first request
         self.name = str(chosen["name"])
         self.mode = _mode(chosen)
@@ -99,6 +102,7 @@ class ProfileProvider:
                 metadata_url=self._metadata_url,
                 imdsv1_disabled=self._imdsv1_disabled,
                 transport=self._transport,
+                verify=self._verify,
             ).fetch()
         # OIDC (the only other mode _select lets through)
         missing = [
@@ -120,6 +124,7 @@ class ProfileProvider:
             endpoint=sts_endpoint(None, region) if region else self._sts_endpoint,
             transport=self._transport,
             now=self._now,
+            verify=self._verify,
         ).fetch()
 
     def _select(self, text: str) -> dict[str, Any]:
@@ -140,7 +145,7 @@ class ProfileProvider:
         profiles = [p for p in document["profiles"] if isinstance(p, dict)]
         chosen = next((p for p in profiles if p.get("name") == name), None)
         if chosen is None:
-            known = ", ".join(sorted(str(p.get("name")) for p in profiles)) or "none"
+            known = clean(", ".join(sorted(str(p.get("name")) for p in profiles))) or "none"
             origin = " (ALIBABA_CLOUD_PROFILE)" if self._wanted else ""
             raise CredentialsError(
                 f"profile {name!r}{origin} is not in {self._path} (profiles there: {known})"
@@ -148,11 +153,28 @@ class ProfileProvider:
         mode = _mode(chosen)
         if mode not in SUPPORTED_MODES:
             raise CredentialsError(
-                f"profile {name!r} in {self._path} uses mode {mode!r}, which dts-watcher does "
+                f"profile {name!r} in {self._path} uses mode {clean(mode, limit=40)!r}, which "
+                "dts-watcher does "
                 f"not support (supported: {', '.join(SUPPORTED_MODES)}); use another profile "
                 "(ALIBABA_CLOUD_PROFILE) or another credentials source"
             )
         return chosen
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    """The file holds keys: warn, as ssh does, when others may read or change it (the
+    Alibaba Cloud CLI writes it 0600)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning(
+            "credentials.profile_permissions",
+            path=str(path),
+            mode=f"{mode:04o}",
+            advice=f"others may read the keys in it: chmod 600 {path}",
+        )
 
 
 def _mode(profile: Mapping[str, Any]) -> str:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import anyio
 
+from watcher.dts.credentials.answers import checked
 from watcher.dts.credentials.base import (
     Credentials,
     CredentialsError,
@@ -16,6 +18,11 @@ from watcher.dts.credentials.base import (
 from watcher.logs import get_logger
 
 log = get_logger("watcher.credentials")
+
+# STS issues temporary keys for at most 12 hours (the ECS role's last 6): an expiration
+# further out is not believed, so a key that says "year 9999" is still renewed in time.
+MAX_LIFETIME = timedelta(hours=12)
+FETCH_TIMEOUT = 20.0  # seconds one fetch may take in all (`credentials.fetch_timeout`)
 
 
 class Refreshing:
@@ -29,6 +36,11 @@ class Refreshing:
     CredentialsError. Keys without an expiration (static ones) are renewed only by
     `refresh()`, which always fetches (DTS said the token expired), unless a concurrent
     caller just did.
+
+    Each fetch has a deadline (`timeout`, for all of it: a metadata service or STS that
+    drips its answer, a token file that never ends), what it issues is checked like
+    configured keys are (`answers.checked`), and an expiration more than `MAX_LIFETIME`
+    away is capped there, with a warning.
     """
 
     def __init__(
@@ -39,8 +51,10 @@ class Refreshing:
         min_margin: timedelta = timedelta(minutes=5),
         fraction: float = 0.2,
         retry_after: timedelta = timedelta(seconds=30),
+        timeout: float = FETCH_TIMEOUT,
     ) -> None:
         self._source = source
+        self._timeout = timeout
         self._now = now
         self._min_margin = min_margin
         self._fraction = fraction
@@ -87,8 +101,10 @@ class Refreshing:
 
     async def _renew(self) -> Credentials:
         try:
-            fresh = await self._source.fetch()
+            with anyio.fail_after(self._timeout):
+                fresh = checked(await self._source.fetch(), self.describe())
             now = self._now()
+            fresh = self._capped(fresh, now)
             if fresh.expiration is not None and fresh.expiration <= now:
                 raise CredentialsError(
                     f"{self.describe()}: issued credentials that expired at "
@@ -112,12 +128,25 @@ class Refreshing:
         )
         return fresh
 
-    def _keep_or_raise(self, exc: Exception) -> Credentials:
-        error = (
-            exc
-            if isinstance(exc, CredentialsError)
-            else CredentialsError(f"{self.describe()}: {type(exc).__name__}")
+    def _capped(self, fresh: Credentials, now: datetime) -> Credentials:
+        if fresh.expiration is None or fresh.expiration <= now + MAX_LIFETIME:
+            return fresh
+        log.warning(
+            "credentials.expiration_capped",
+            source=self.describe(),
+            said=fresh.expiration.isoformat(),
+            capped_at=(now + MAX_LIFETIME).isoformat(),
+            why="STS issues temporary keys for at most 12 hours",
         )
+        return replace(fresh, expiration=now + MAX_LIFETIME)
+
+    def _keep_or_raise(self, exc: Exception) -> Credentials:
+        if isinstance(exc, CredentialsError):
+            error = exc
+        elif isinstance(exc, TimeoutError):
+            error = CredentialsError(f"{self.describe()}: no credentials within {self._timeout:g}s")
+        else:
+            error = CredentialsError(f"{self.describe()}: {type(exc).__name__}")
         now = self._now()
         cached = self._cached
         if cached is None or (cached.expiration is not None and cached.expiration <= now):

@@ -134,8 +134,13 @@ class _TomlSource(PydanticBaseSettingsSource):
 
 
 def env_name(location: tuple[int | str, ...]) -> str:
-    """The environment variable that sets a field, e.g. DTS_WATCHER_POLL__INTERVAL."""
-    parts = [str(p) for p in location if isinstance(p, str)]
+    """The environment variable that sets a field, e.g. DTS_WATCHER_POLL__INTERVAL (for
+    a field inside a list, e.g. rules.maintenance.0.timezone, the list's own variable)."""
+    parts: list[str] = []
+    for part in location:
+        if not isinstance(part, str):
+            break
+        parts.append(part)
     if parts[:1] == ["credentials"] and len(parts) == 2:
         inverse = {v: k for k, v in _AlibabaEnvSource.NAMES.items()}
         return inverse.get(parts[1], ENV_PREFIX + "__".join(p.upper() for p in parts))
@@ -168,9 +173,10 @@ def _describe(exc: ValidationError) -> str:
             message = "unknown setting"
         elif error["type"] == "json_invalid":
             message = f"not valid JSON ({message})"
+        message = message.removeprefix("Value error, ")
         if len(location) == 1 and error["type"] == "value_error":
             # A rule across a whole section: its message names the variables itself.
-            lines.append(f"invalid setting {dotted}: {message.removeprefix('Value error, ')}")
+            lines.append(f"invalid setting {dotted}: {message}")
         else:
             lines.append(f"invalid setting {dotted} ({env_name(location)}): {message}")
     return "; ".join(lines)

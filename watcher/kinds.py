@@ -212,6 +212,101 @@ INIT_FAILED = Kind(
 )
 
 
+# -- alert semantics (Contract v1.1): rules/stall.py, flap.py, reminder.py, expiry.py -----
+
+
+def _up_severity(up: Severity) -> Callable[[Data], Severity]:
+    return lambda data: up if data.get("change") == "up" else "info"
+
+
+def _stalled_summary(data: Data) -> str:
+    what = "not moving" if data.get("change") == "up" else "moving again"
+    point = f", checkpoint {data['checkpoint']}" if data.get("checkpoint") is not None else ""
+    return f"{what} for {data.get('stalled_seconds')}s (delay {data.get('delay_seconds')}s{point})"
+
+
+def _days_left(data: Data) -> float | None:
+    days = data.get("days_left")
+    return days if isinstance(days, int | float) else None
+
+
+_CHANGE: Final = {"enum": ["up", "down"]}
+STALLED = Kind(
+    "stalled",
+    "job",
+    "Synchronizing (or Migrating) while its delay grows with wall-clock time (or its "
+    "checkpoint stands still) for `rules.stall_after` seconds; `down` when it moves again",
+    _up_severity("critical"),
+    {
+        "change": _CHANGE,
+        "stalled_seconds": {"type": "number", "minimum": 0},
+        "delay_seconds": {"type": ["integer", "null"], "minimum": 0},
+        "checkpoint": _NULLABLE_STR,
+    },
+    ("change", "stalled_seconds", "delay_seconds", "checkpoint"),
+    _stalled_summary,
+    {"change": "change", "stalled_seconds": "stalled_seconds", "delay_seconds": "delay_seconds"},
+)
+FLAPPING = Kind(
+    "flapping",
+    "job",
+    "its status or delay level changed `rules.flap_threshold` times within "
+    "`rules.flap_window` (its changes are then held back); `down` once steady for a "
+    "quarter of the window",
+    _up_severity("warning"),
+    {
+        "change": _CHANGE,
+        "changes": {"type": "integer", "minimum": 1},
+        "window_seconds": {"type": "number", "exclusiveMinimum": 0},
+    },
+    ("change", "changes", "window_seconds"),
+    lambda data: (
+        f"{data.get('changes')} changes within {data.get('window_seconds')}s"
+        + (": changes held back" if data.get("change") == "up" else ", steady again")
+    ),
+    {"change": "change", "changes": "changes"},
+)
+REMINDER = Kind(
+    "reminder",
+    "job",
+    "still in a critical condition `rules.repeat_interval` after it was last said, or "
+    "still not ok when a silence or maintenance window that covered it ends",
+    # The rule passes the condition's own severity; this is for foreign data.
+    lambda data: "critical" if data.get("condition") in FAILURE_STATUSES else "warning",
+    {
+        "condition": {"type": "string", "minLength": 1},
+        "since": {"type": "string", "format": "date-time"},
+        "duration_seconds": {"type": "number", "minimum": 0},
+        "reason": {"enum": ["repeat", "silence_ended"]},
+    },
+    ("condition", "since", "duration_seconds", "reason"),
+    lambda data: (
+        f"still {data.get('condition')} since {data.get('since')} "
+        f"({data.get('duration_seconds')}s; {data.get('reason')})"
+    ),
+    {"condition": "condition", "reason": "reason"},
+)
+EXPIRING = Kind(
+    "expiring",
+    "job",
+    "a PrePaid job's ExpireTime is within one of `rules.expiry_warnings` days (once per "
+    "warning), and once more when it has expired",
+    lambda data: "critical" if (_days_left(data) or 0) <= 1 else "warning",
+    {
+        "expire_time": {"type": "string", "format": "date-time"},
+        "days_left": {"type": "number"},
+        "warning_days": {"type": "number", "minimum": 0},
+    },
+    ("expire_time", "days_left", "warning_days"),
+    lambda data: (
+        f"expired at {data.get('expire_time')}"
+        if (_days_left(data) or 0) <= 0
+        else f"expires at {data.get('expire_time')}, in {data.get('days_left')} days"
+    ),
+    {"days_left": "days_left"},
+)
+
+
 # -- the watcher's own kinds -------------------------------------------------------------
 
 
@@ -344,6 +439,10 @@ KINDS: Final[dict[str, Kind]] = {
         DELAY_THRESHOLD_CROSSED,
         PRECHECK_FAILED,
         INIT_FAILED,
+        STALLED,
+        FLAPPING,
+        REMINDER,
+        EXPIRING,
         STARTED,
         STOPPED,
         HEARTBEAT,

@@ -27,11 +27,33 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("watcher.errors", "watcher.fastjson", "watcher.faults", "watcher.signals")),
     ("settings and logs", ("watcher.settings", "watcher.logs", "watcher.heap")),
     ("the model", ("watcher.snapshot", "watcher.kinds", "watcher.events")),
-    ("pure judgement", ("watcher.rules", "watcher.detect", "watcher.source_health")),
-    ("DTS, state, NATS", ("watcher.dts", "watcher.store", "watcher.publish")),
+    (
+        "pure judgement",
+        (
+            "watcher.rules",
+            "watcher.silencing",
+            "watcher.detect",
+            "watcher.source_health",
+            "watcher.board",
+        ),
+    ),
+    (
+        "DTS, state, NATS",
+        ("watcher.dts", "watcher.store", "watcher.publish", "watcher.silence_bucket"),
+    ),
     ("what the service knows", ("watcher.status", "watcher.metrics", "watcher.http")),
     ("the cycle and the service", ("watcher.cycle", "watcher.service")),
-    ("commands", ("watcher.probe", "watcher.tail", "watcher.cli", "watcher.__main__")),
+    (
+        "commands",
+        (
+            "watcher.probe",
+            "watcher.tail",
+            "watcher.silence_cli",
+            "watcher.status_cli",
+            "watcher.cli",
+            "watcher.__main__",
+        ),
+    ),
 ]
 ALWAYS = ("watcher", "watcher.__init__")  # the package itself: its version
 

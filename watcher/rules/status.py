@@ -8,10 +8,12 @@ failure says which (`recovered_from`). A job first seen already failed is announ
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from watcher.kinds import STATUS_CHANGED
-from watcher.rules.base import NoMemory, Rule, Say
+from watcher.rules.base import Condition, NoMemory, Rule, Say
 from watcher.snapshot import FAILURE_STATUSES, JobState
 
 
@@ -34,3 +36,7 @@ class StatusRule(Rule[NoMemory]):
                 data["recovered_from"] = old.status
             say(STATUS_CHANGED, data)
         return mem
+
+    def conditions(self, job: JobState, mem: NoMemory, now: datetime) -> Iterable[Condition]:
+        if job.status in FAILURE_STATUSES:
+            yield Condition("status", job.status, STATUS_CHANGED.severity({"status": job.status}))

@@ -230,6 +230,14 @@ def _days_left(data: Data) -> float | None:
     return days if isinstance(days, int | float) else None
 
 
+def _expiring_summary(data: Data) -> str:
+    if data.get("warning_days") == 0:
+        return f"expired at {data.get('expire_time')}"
+    days = _days_left(data) or 0.0
+    left = f"{days:g} days" if days >= 1 else f"{days * 24:.1f} hours"
+    return f"expires at {data.get('expire_time')}, in {left}"
+
+
 _CHANGE: Final = {"enum": ["up", "down"]}
 STALLED = Kind(
     "stalled",
@@ -239,7 +247,7 @@ STALLED = Kind(
     _up_severity("critical"),
     {
         "change": _CHANGE,
-        "stalled_seconds": {"type": "number", "minimum": 0},
+        "stalled_seconds": {"type": "integer", "minimum": 0},
         "delay_seconds": {"type": ["integer", "null"], "minimum": 0},
         "checkpoint": _NULLABLE_STR,
     },
@@ -276,7 +284,7 @@ REMINDER = Kind(
     {
         "condition": {"type": "string", "minLength": 1},
         "since": {"type": "string", "format": "date-time"},
-        "duration_seconds": {"type": "number", "minimum": 0},
+        "duration_seconds": {"type": "integer", "minimum": 0},
         "reason": {"enum": ["repeat", "silence_ended"]},
     },
     ("condition", "since", "duration_seconds", "reason"),
@@ -298,11 +306,7 @@ EXPIRING = Kind(
         "warning_days": {"type": "number", "minimum": 0},
     },
     ("expire_time", "days_left", "warning_days"),
-    lambda data: (
-        f"expired at {data.get('expire_time')}"
-        if (_days_left(data) or 0) <= 0
-        else f"expires at {data.get('expire_time')}, in {data.get('days_left')} days"
-    ),
+    _expiring_summary,
     {"days_left": "days_left"},
 )
 

@@ -137,6 +137,10 @@ class Watcher:
                 tg.start_soon(stop_on_signal, stop, _log_signal)
             tg.start_soon(self.publisher.run)
             tg.start_soon(self.silences.run)
+            # The first cycle's events are marked by the silences too: wait for the
+            # bucket's first read (or its failure), within the NATS connect timeout.
+            with anyio.move_on_after(self.settings.nats.connect_timeout):
+                await self.silences.tried.wait()
             if self.settings.health.heartbeat_interval > 0:
                 tg.start_soon(self._heartbeat, self.settings.health.heartbeat_interval)
             await self._cycles(stop)

@@ -188,6 +188,7 @@ class SilenceFollower:
         self.synced = False  # the whole bucket was read at least once
         self.error: str | None = None  # why the bucket cannot be followed right now
         self.bad_entries = 0
+        self.tried = anyio.Event()  # set once a first read succeeded or failed
         self._on_change = on_change
 
     def _set(self, found: dict[str, Silence]) -> None:
@@ -210,6 +211,7 @@ class SilenceFollower:
             return False
         self._set(found)
         self.synced, self.error = True, None
+        self.tried.set()
         return True
 
     async def run(self) -> None:
@@ -241,6 +243,7 @@ class SilenceFollower:
                         if not self.synced or self.error is not None:
                             log.info("silences.following", bucket=self.settings.silence_bucket)
                         self.synced, self.error = True, None
+                        self.tried.set()
             finally:
                 await _stop(watcher)
         finally:
@@ -256,3 +259,4 @@ class SilenceFollower:
                 kept=len(self.silences),
             )
         self.error = reason
+        self.tried.set()

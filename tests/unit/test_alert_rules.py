@@ -291,7 +291,7 @@ def flips(times: Sequence[float], start: str = SYNCHRONIZING) -> list[tuple[floa
 
 
 def test_flapping_holds_changes_back_and_says_where_it_ended() -> None:
-    steps = flips([0, 30, 60, 90, 120]) + [(200, job(SYNCHRONIZING)), (270, job(SYNCHRONIZING))]
+    steps = [*flips([0, 30, 60, 90, 120]), (200, job(SYNCHRONIZING)), (270, job(SYNCHRONIZING))]
     detections = run(steps, FLAP)
     assert views(detections) == [
         [],
@@ -341,7 +341,7 @@ def test_changes_older_than_the_window_do_not_count_and_are_forgotten() -> None:
     detections = run(flips([0, 30, 1000, 1030, 2000]), FLAP)
     assert all(FLAPPING not in [v[0] for v in vs] for vs in views(detections))
     # An unchanged job forgets its old changes once they leave the window.
-    later = run(flips([0, 30]) + [(700, job(FAILED))], FLAP)
+    later = run([*flips([0, 30]), (700, job(FAILED))], FLAP)
     assert "flap" not in later[-1].memory.jobs[job().key].parts
 
 

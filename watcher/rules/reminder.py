@@ -115,7 +115,7 @@ class ReminderRule(Reviewer[ReminderMemory]):
             {
                 "condition": condition.name,
                 "since": format_time(known.since),
-                "duration_seconds": int(duration) if duration.is_integer() else round(duration, 3),
+                "duration_seconds": round(duration),
                 "reason": reason,
             },
             condition.severity,

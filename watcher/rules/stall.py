@@ -135,7 +135,7 @@ class StallRule(Rule[StallMemory]):
             STALLED,
             {
                 "change": change,
-                "stalled_seconds": round(seconds, 3) if seconds % 1 else int(seconds),
+                "stalled_seconds": round(seconds),
                 "delay_seconds": job.delay_seconds,
                 "checkpoint": job.checkpoint,
             },

@@ -16,7 +16,7 @@ not a silence (someone wrote to the bucket by hand) is skipped and logged.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -42,7 +42,9 @@ class NoSuchSilence(LookupError):
     """`silence expire` named an id the bucket does not hold."""
 
 
-async def _connect(settings: NatsSettings, *, attempts: int) -> Any:
+async def _connect(
+    settings: NatsSettings, *, attempts: int, **callbacks: Callable[[], Awaitable[None]]
+) -> Any:
     options = connect_options(settings)
     options["max_reconnect_attempts"] = attempts
 
@@ -51,7 +53,7 @@ async def _connect(settings: NatsSettings, *, attempts: int) -> Any:
 
     try:
         with anyio.fail_after(settings.connect_timeout * 2 + 1):
-            return await nats.connect(error_cb=quiet, **options)
+            return await nats.connect(error_cb=quiet, **callbacks, **options)
     except TimeoutError:
         raise PublishError(f"cannot connect to NATS at {settings.display_url}: timed out") from None
     except Exception as exc:  # nats-py raises a variety of OS and protocol errors
@@ -225,7 +227,19 @@ class SilenceFollower:
             backoff = min(backoff * 2, _BACKOFF_MAX)
 
     async def _follow(self) -> None:
-        nc = await _connect(self.settings, attempts=-1)
+        async def disconnected() -> None:
+            self._failed(PublishError("disconnected from NATS, reconnecting"))
+
+        async def reconnected() -> None:
+            log.info("silences.following", bucket=self.settings.silence_bucket)
+            self.error = None  # the watch resumes where it was (an ordered consumer)
+
+        nc = await _connect(
+            self.settings,
+            attempts=-1,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+        )
         try:
             kv = await _bucket(nc.jetstream(), self.settings, create=True)
             assert kv is not None

@@ -16,7 +16,7 @@ not a silence (someone wrote to the bucket by hand) is skipped and logged.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -42,9 +42,8 @@ class NoSuchSilence(LookupError):
     """`silence expire` named an id the bucket does not hold."""
 
 
-async def _connect(
-    settings: NatsSettings, *, attempts: int, **callbacks: Callable[[], Awaitable[None]]
-) -> Any:
+async def _connect(settings: NatsSettings, *, attempts: int, **callbacks: Any) -> Any:
+    """A connection, bounded in time; `callbacks`: nats-py's (disconnected_cb, ...)."""
     options = connect_options(settings)
     options["max_reconnect_attempts"] = attempts
 

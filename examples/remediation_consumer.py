@@ -22,7 +22,7 @@ What it reacts to (the rest is acknowledged and ignored):
   consumer would do: restart it (DTS `StartSynchronizationJob`) after a look at the
   error, or page the owner.
 - `dts.job.reminder` of a `Failed` condition: the job is still failed (a silence that
-  covered it ended, or `rules.repeat_interval` passed): the same as above.
+  covered it ended, or `rules.repeat_interval` passed): the same, once more.
 - `dts.job.precheck_failed`: each failed precheck item comes with DTS's own
   `repair_method` (e.g. `CHECK_ERROR_BINLOG_ROW_IMAGE_REPAIR`); here it prints them.
 
@@ -67,8 +67,7 @@ class Remediator:
             await self.on_failed(data)
             return True
         if kind == "dts.job.reminder" and data.get("condition") == "Failed":
-            # Still failed: after a silence ended, or `rules.repeat_interval` later.
-            await self.on_failed(data)
+            await self.on_still_failed(data)
             return True
         if kind == "dts.job.precheck_failed":
             await self.on_precheck_failed(data)
@@ -80,6 +79,13 @@ class Remediator:
             f"FAILED {where(data)}: {data.get('error_message') or 'no error message'} "
             f"-> restart it (dts:StartSynchronizationJob) once the cause is fixed, or page "
             f"the owner"
+        )
+
+    async def on_still_failed(self, data: Mapping[str, Any]) -> None:
+        # After a silence that covered it ended, or `rules.repeat_interval` later.
+        self.say(
+            f"STILL FAILED {where(data)} since {data.get('since')} ({data.get('reason')}) "
+            f"-> restart it once the cause is fixed, or page the owner"
         )
 
     async def on_precheck_failed(self, data: Mapping[str, Any]) -> None:

@@ -23,6 +23,48 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_example_configs_alert_settings_are_valid_once_uncommented(tmp_path: Path) -> None:
+    """The example keeps them commented out (they are examples); uncommented, they load."""
+    text = (ROOT / "config" / "watcher.example.toml").read_text()
+    lines = []
+    for line in text.splitlines():
+        key = line.removeprefix("# ").split(" ", 1)[0]
+        if key in (
+            "[[rules.overrides]]",
+            "[[rules.maintenance]]",
+            "match",
+            "delay_thresholds",
+            "repeat_interval",
+            "stall_after",
+            "delay_for_cycles",
+            "name",
+            "weekdays",
+            "start",
+            "end",
+            "timezone",
+            "flap_threshold",
+            "flap_window",
+            "expiry_warnings",
+            "silence_bucket",
+        ):
+            line = line.removeprefix("# ")
+        lines.append(line)
+    config = tmp_path / "example.toml"
+    config.write_text("\n".join(lines))
+    settings = load_settings(config)
+    assert [o.match.describe() for o in settings.rules.overrides] == [
+        "tag:env=test",
+        "job_name=orders-* region=cn-hangzhou",
+    ]
+    assert settings.rules.maintenance[0].silence_id == "maintenance:orders-patching"
+    assert (
+        settings.rules.stall_after == 600 and settings.nats.silence_bucket == "dts_watcher_silences"
+    )
+
+
 def test_defaults_are_the_contracts() -> None:
     settings = load_settings()
     rules = settings.rules

@@ -105,7 +105,7 @@ class ExpiryRule(Rule[ExpiryMemory]):
                 EXPIRING,
                 {
                     "expire_time": format_time(expire),
-                    "days_left": round(left, 3),
+                    "days_left": round(left, 3) + 0.0,  # never -0.0
                     "warning_days": int(due) if float(due).is_integer() else due,
                 },
                 "critical" if left <= 1 else "warning",

@@ -116,7 +116,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
     async def one() -> int:
         async with open_watcher(settings, args.config) as watcher:
-            await watcher.read_silences(within=settings.nats.connect_timeout * 2 + 1)
+            await watcher.read_silences(within=settings.nats.connect_timeout)
             result = await watcher.cycle()
             flushed = await watcher.flush(within=args.publish_timeout)
             depth = watcher.store.outbox_depth()

@@ -26,7 +26,17 @@ from datetime import datetime
 from typing import Any, cast
 
 from watcher.kinds import Kind, Severity
-from watcher.rules.base import Condition, JobMemory, Memory, Reviewer, Rule, Said, Say, Seen
+from watcher.rules.base import (
+    Condition,
+    JobMemory,
+    Memory,
+    Reviewer,
+    Rule,
+    Said,
+    Say,
+    Seen,
+    watching,
+)
 from watcher.rules.delay import DelayRule
 from watcher.rules.expiry import ExpiryRule
 from watcher.rules.flap import FlapRule
@@ -76,13 +86,15 @@ class RuleSet:
         )
         self.all: tuple[Rule[Any], ...] = (self.presence, *self.judges, *self.reviewers)
         self.by_name: dict[str, Rule[Any]] = {rule.name: rule for rule in self.all}
+        self.watchers = watching(self.all)  # those that can see a condition
+        self.first = (self.presence, *self.judges)  # the first phase of a judgement
 
     def conditions(self, job: JobState, mem: JobMemory, now: datetime) -> list[Condition]:
         """What is not ok about the job now; `since` filled in from the reminder rule's
         tracking where the condition's own rule does not know it."""
         tracked = mem.parts.get(ReminderRule.name, ReminderMemory())
         found = []
-        for rule in self.all:
+        for rule in self.watchers:
             for condition in rule.conditions(job, mem.of(rule), now):
                 if condition.since is None:
                     since = tracked.since(condition.name)
@@ -140,10 +152,9 @@ class Rules:
             parts = self._unchanged(rules, job, mem, voice)
         else:
             parts = dict(mem.parts)
-            for rule in (rules.presence, *rules.judges):
+            for rule in rules.first:
                 self._keep(parts, rule, rule.changed(old, job, mem.of(rule), voice))
-        seen = Seen(job, old, parts, rules.by_name, say)
-        seen.said = voice.said
+        seen = Seen(job, old, voice.said, parts, rules.by_name, voice, rules.watchers)
         for reviewer in rules.reviewers:
             part = parts.get(reviewer.name, reviewer.blank)
             if not unchanged or reviewer.wants_unchanged(part):
@@ -180,7 +191,7 @@ class Rules:
         self, rules: RuleSet, job: JobState, mem: JobMemory, voice: _Voice
     ) -> dict[str, Any]:
         parts = dict(mem.parts)
-        for rule in (rules.presence, *rules.judges):
+        for rule in rules.first:
             part = mem.of(rule)
             if rule.wants_unchanged(part):
                 self._keep(parts, rule, rule.unchanged(job, part, voice))
@@ -188,6 +199,8 @@ class Rules:
 
     @staticmethod
     def _keep(parts: dict[str, Any], rule: Rule[Any], part: Any) -> None:
+        if part is parts.get(rule.name, rule.blank):
+            return  # the very same memory: nothing moved (the usual case)
         if part == rule.blank:
             parts.pop(rule.name, None)
         else:
@@ -198,16 +211,13 @@ class _Voice:
     """`say` for the judges of one judgement: the same moment as the judgement's own,
     but what they say is collected (for the reviewers) rather than sent."""
 
-    __slots__ = ("_mute", "_say", "said")
+    __slots__ = ("_mute", "_say", "now", "said")
 
     def __init__(self, say: Say, *, mute: bool = False) -> None:
         self._say = say
         self._mute = mute
+        self.now = say.now
         self.said: list[Said] = []
-
-    @property
-    def now(self) -> datetime:
-        return self._say.now
 
     @property
     def silenced(self) -> str | None:

@@ -168,20 +168,21 @@ class Seen:
         self,
         job: JobState,
         old: JobState | None,
+        said: list[Said],
         parts: Mapping[str, Any],
         rules: Mapping[str, Rule[Any]],
         voice: Say,
+        watchers: tuple[Rule[Any], ...] | None = None,
     ) -> None:
+        """`watchers`: the rules of `rules` that can see a condition (`watching`)."""
         self.job = job
         self.old = old
-        self.said: list[Said] = []
+        self.said = said
+        self.now = voice.now
         self._parts = parts
         self._rules = rules
         self._voice = voice
-
-    @property
-    def now(self) -> datetime:
-        return self._voice.now
+        self._watchers = watchers if watchers is not None else watching(rules.values())
 
     @property
     def silenced(self) -> str | None:
@@ -206,9 +207,14 @@ class Seen:
         """What is not ok about the job now, by every rule's judgement."""
         return [
             condition
-            for name, rule in self._rules.items()
-            for condition in rule.conditions(self.job, self.part(name), self.now)
+            for rule in self._watchers
+            for condition in rule.conditions(self.job, self.part(rule.name), self.now)
         ]
+
+
+def watching(rules: Iterable[Rule[Any]]) -> tuple[Rule[Any], ...]:
+    """The rules that can see a condition (those that define `conditions`)."""
+    return tuple(rule for rule in rules if type(rule).conditions is not Rule.conditions)
 
 
 class Reviewer(Rule[M]):

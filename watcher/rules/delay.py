@@ -152,5 +152,6 @@ class DelayRule(Rule[DelayMemory]):
         return data, self.severity_of(level)
 
     def conditions(self, job: JobState, mem: DelayMemory, now: datetime) -> Iterable[Condition]:
-        if mem.level != OK:
-            yield Condition("delay", mem.level, self.severity_of(mem.level))
+        if mem.level == OK:
+            return ()
+        return (Condition("delay", mem.level, self.severity_of(mem.level)),)

@@ -78,9 +78,10 @@ class ExpiryRule(Rule[ExpiryMemory]):
         return self._judge(job, mem, say.now, say)
 
     def conditions(self, job: JobState, mem: ExpiryMemory, now: datetime) -> Iterable[Condition]:
-        if mem.expire_time is not None and mem.warned is not None:
-            left = days_left(mem.expire_time, now)
-            yield Condition("expiring", "expiring", "critical" if left <= 1 else "warning")
+        if mem.expire_time is None or mem.warned is None:
+            return ()
+        left = days_left(mem.expire_time, now)
+        return (Condition("expiring", "expiring", "critical" if left <= 1 else "warning"),)
 
     def _judge(
         self, job: JobState, mem: ExpiryMemory, now: datetime, say: Say | None

@@ -20,6 +20,7 @@ back there; times are `now`, when the job was observed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -90,8 +91,9 @@ class FlapRule(Reviewer[FlapMemory]):
         return mem.since is not None or bool(mem.changes)  # steady yet? / forget old changes
 
     def conditions(self, job: Any, mem: FlapMemory, now: datetime) -> Iterable[Condition]:
-        if mem.since is not None:
-            yield Condition("flapping", "flapping", "warning", mem.since)
+        if mem.since is None:
+            return ()
+        return (Condition("flapping", "flapping", "warning", mem.since),)
 
     def review(self, seen: Seen, mem: FlapMemory) -> FlapMemory:
         if self.threshold <= 0:
@@ -101,6 +103,8 @@ class FlapRule(Reviewer[FlapMemory]):
         if mem.since is not None and mem.last is not None:
             return self._flapping(seen, mem, said, now)
         changes = [item for item in said if _alarming(item, seen.job.status)]
+        if not changes and not mem.changes:
+            return mem  # nothing to count (the usual case)
         recent = tuple(t for t in mem.changes if 0 <= (now - t).total_seconds() < self.window)
         recent += (now,) * len(changes)
         if len(recent) < self.threshold:
@@ -164,7 +168,9 @@ def _alarming(item: Said, status: str) -> bool:
     Synchronizing, Finished) are progress, not flapping."""
     if item.kind is DELAY_THRESHOLD_CROSSED:
         return True
-    before = item.data.get("previous_status")
-    return any(
-        s is not None and STATUS_CHANGED.severity({"status": s}) != "info" for s in (before, status)
-    )
+    return _alarm(item.data.get("previous_status")) or _alarm(status)
+
+
+@functools.lru_cache(maxsize=256)
+def _alarm(status: str | None) -> bool:
+    return status is not None and STATUS_CHANGED.severity({"status": status}) != "info"

@@ -84,8 +84,9 @@ class StallRule(Rule[StallMemory]):
         return self._judge(job, mem, say, None)
 
     def conditions(self, job: JobState, mem: StallMemory, now: datetime) -> Iterable[Condition]:
-        if mem.stalled:
-            yield Condition("stalled", "stalled", "critical", mem.since)
+        if not mem.stalled:
+            return ()
+        return (Condition("stalled", "stalled", "critical", mem.since),)
 
     def _judge(
         self, job: JobState, mem: StallMemory, say: Say, old: JobState | None

@@ -38,5 +38,6 @@ class StatusRule(Rule[NoMemory]):
         return mem
 
     def conditions(self, job: JobState, mem: NoMemory, now: datetime) -> Iterable[Condition]:
-        if job.status in FAILURE_STATUSES:
-            yield Condition("status", job.status, STATUS_CHANGED.severity({"status": job.status}))
+        if job.status not in FAILURE_STATUSES:
+            return ()
+        return (Condition("status", job.status, STATUS_CHANGED.severity({"status": job.status})),)

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.test_detect import _chain, _chain_pages, _said
 from watcher import kinds
 from watcher.detect import Detection, Memory, Rules, detect
 from watcher.events import Event
@@ -691,3 +692,40 @@ def test_the_stored_forms_of_the_new_memories_give_the_same_events() -> None:
     assert stored == [d.events for d in direct]
     kinds_said = {e.kind for d in direct for e in d.events}
     assert {FLAPPING, EXPIRING, REMINDER} <= kinds_said
+
+
+# ------------------------------------------------------------------- across every rule
+
+SHORT = Rules.of(
+    stall_after=60,
+    repeat_interval=60,
+    flap_threshold=3,
+    flap_window=600,
+    expiry_warnings=[1],
+)
+alert_jobs = st.builds(
+    job,
+    status=st.sampled_from([SYNCHRONIZING, FAILED, SUSPENDING, "Migrating"]),
+    delay=st.none() | st.integers(0, 400),
+    job_id=st.sampled_from(["dtsA", "dtsB"]),
+    checkpoint=st.none() | st.sampled_from(["100", "200"]),
+    pay_type=st.sampled_from([None, "PrePaid"]),
+    expire=st.sampled_from([None, T0 + timedelta(seconds=100), T0 + timedelta(days=3)]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    listings=st.lists(st.lists(alert_jobs, max_size=3), min_size=1, max_size=6),
+    cuts=st.lists(st.integers(0, 3), max_size=2),
+)
+def test_property_page_by_page_says_what_detect_says_with_every_alert_rule(
+    listings: list[list[JobState]], cuts: list[int]
+) -> None:
+    steps = [Snapshot.of(jobs, [RegionOutcome(HZ)]) for jobs in listings]
+    whole, paged = _chain(steps, SHORT), _chain_pages(steps, SHORT, cuts)
+    for a, b in zip(whole, paged, strict=True):
+        assert _said(a) == _said(b)
+        assert a.memory == b.memory
+    again = _chain(steps, SHORT)  # and deterministic
+    assert [d.events for d in again] == [d.events for d in whole]

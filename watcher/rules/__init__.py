@@ -145,6 +145,8 @@ class Rules:
         if unchanged and not mem.parts:
             return mem  # unchanged, nothing pending: the steady state costs nothing
         rules = self.for_job(job)
+        if unchanged and not self._pending(rules, mem, say):
+            return mem  # memory, but nothing to time or review now (a failed job, mostly)
         voice = _Voice(say)
         if old is None:
             parts = self._first_sight(rules, job, voice)
@@ -154,10 +156,13 @@ class Rules:
             parts = dict(mem.parts)
             for rule in rules.first:
                 self._keep(parts, rule, rule.changed(old, job, mem.of(rule), voice))
+        # An unchanged job whose judges kept their memory is reviewed only when a
+        # reviewer has something due (a reminder, the end of a flap or of a silence).
+        quiet = unchanged and parts == mem.parts
         seen = Seen(job, old, voice.said, parts, rules.by_name, voice, rules.watchers)
         for reviewer in rules.reviewers:
             part = parts.get(reviewer.name, reviewer.blank)
-            if not unchanged or reviewer.wants_unchanged(part):
+            if not quiet or reviewer.due(part, voice):
                 self._keep(parts, reviewer, reviewer.review(seen, part))
         for item in seen.said:
             say(item.kind, item.data, item.severity)
@@ -173,6 +178,19 @@ class Rules:
         parts = dict(mem.parts)
         self._keep(parts, self.presence, presence)
         return JobMemory(parts)
+
+    @staticmethod
+    def _pending(rules: RuleSet, mem: JobMemory, say: Say) -> bool:
+        """Whether an unchanged job with memory has anything to judge now."""
+        parts = mem.parts
+        for rule in rules.first:
+            part = parts.get(rule.name)
+            if part is not None and rule.wants_unchanged(part):
+                return True
+        return any(
+            reviewer.due(parts.get(reviewer.name, reviewer.blank), say)
+            for reviewer in rules.reviewers
+        )
 
     def _first_sight(self, rules: RuleSet, job: JobState, voice: _Voice) -> dict[str, Any]:
         parts: dict[str, Any] = {}
@@ -192,8 +210,8 @@ class Rules:
     ) -> dict[str, Any]:
         parts = dict(mem.parts)
         for rule in rules.first:
-            part = mem.of(rule)
-            if rule.wants_unchanged(part):
+            part = parts.get(rule.name)
+            if part is not None and rule.wants_unchanged(part):
                 self._keep(parts, rule, rule.unchanged(job, part, voice))
         return parts
 

@@ -219,11 +219,17 @@ def watching(rules: Iterable[Rule[Any]]) -> tuple[Rule[Any], ...]:
 
 class Reviewer(Rule[M]):
     """A rule that judges a job after the others, from what they found (`Seen`). It is
-    asked on first sight, on every change, and on an unchanged job while
-    `wants_unchanged(mem)`; its other moments are not used."""
+    asked on first sight, on every change, on an unchanged job whose other rules moved,
+    and on an unchanged job when `due(mem, say)`; its other moments are not used."""
 
     def review(self, seen: Seen, mem: M) -> M:
         return mem
+
+    def due(self, mem: M, say: Say) -> bool:
+        """On an unchanged job whose other rules kept their memory: whether there is
+        something to review now (`say.now`, `say.silenced`); `wants_unchanged` if not
+        said otherwise."""
+        return self.wants_unchanged(mem)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from watcher.kinds import DELAY_THRESHOLD_CROSSED, FLAPPING, STATUS_CHANGED
-from watcher.rules.base import Condition, Reviewer, Said, Seen
+from watcher.rules.base import Condition, Reviewer, Said, Say, Seen
 from watcher.rules.delay import OK, DelayMemory, DelayRule
 from watcher.settings import RulesSettings
 from watcher.snapshot import FAILURE_STATUSES
@@ -89,6 +89,12 @@ class FlapRule(Reviewer[FlapMemory]):
 
     def wants_unchanged(self, mem: FlapMemory) -> bool:
         return mem.since is not None or bool(mem.changes)  # steady yet? / forget old changes
+
+    def due(self, mem: FlapMemory, say: Say) -> bool:
+        """Steady long enough to end, or a change to forget."""
+        if mem.last is not None:
+            return (say.now - mem.last).total_seconds() >= self.steady
+        return bool(mem.changes) and (say.now - mem.changes[0]).total_seconds() >= self.window
 
     def conditions(self, job: Any, mem: FlapMemory, now: datetime) -> Iterable[Condition]:
         if mem.since is None:

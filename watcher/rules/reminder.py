@@ -27,7 +27,7 @@ from typing import Any
 
 from watcher.events import format_time
 from watcher.kinds import REMINDER
-from watcher.rules.base import Condition, Reviewer, Seen
+from watcher.rules.base import Condition, Reviewer, Say, Seen
 from watcher.settings import RulesSettings
 
 UNREMINDED = frozenset({"flapping"})  # condition kinds said by their own rule only
@@ -79,6 +79,17 @@ class ReminderRule(Reviewer[ReminderMemory]):
 
     def wants_unchanged(self, mem: ReminderMemory) -> bool:
         return bool(mem.tracked)
+
+    def due(self, mem: ReminderMemory, say: Say) -> bool:
+        """A repeat may be due, or the silence covering the job changed."""
+        if not mem.tracked:
+            return False
+        if say.silenced != mem.silenced:
+            return True
+        if self.repeat <= 0:
+            return False
+        last = min(t.said for t in mem.tracked)
+        return (say.now - last).total_seconds() >= self.repeat
 
     def review(self, seen: Seen, mem: ReminderMemory) -> ReminderMemory:
         now, covered = seen.now, seen.silenced

@@ -11,11 +11,18 @@ Delivery is therefore at least once: make the actions idempotent, or deduplicate
 CloudEvents `id` as `consume` does here (in memory; use a database for more than one
 process or across restarts).
 
+Events of a silenced job (a silence or maintenance window covered it: the CloudEvents
+attribute `silenced` is set) are acknowledged and skipped: someone is working on that
+job. When the silence ends, the watcher reminds of whatever is still wrong (`reminder`,
+`reason: silence_ended`), which is not silenced, so nothing is missed.
+
 What it reacts to (the rest is acknowledged and ignored):
 
 - `dts.job.status_changed` into `Failed`: the job stopped. Here it prints what a real
   consumer would do: restart it (DTS `StartSynchronizationJob`) after a look at the
   error, or page the owner.
+- `dts.job.reminder` of a `Failed` condition: the job is still failed (a silence that
+  covered it ended, or `rules.repeat_interval` passed): the same, once more.
 - `dts.job.precheck_failed`: each failed precheck item comes with DTS's own
   `repair_method` (e.g. `CHECK_ERROR_BINLOG_ROW_IMAGE_REPAIR`); here it prints them.
 
@@ -59,6 +66,9 @@ class Remediator:
         if kind == "dts.job.status_changed" and data.get("status") == "Failed":
             await self.on_failed(data)
             return True
+        if kind == "dts.job.reminder" and data.get("condition") == "Failed":
+            await self.on_still_failed(data)
+            return True
         if kind == "dts.job.precheck_failed":
             await self.on_precheck_failed(data)
             return True
@@ -69,6 +79,13 @@ class Remediator:
             f"FAILED {where(data)}: {data.get('error_message') or 'no error message'} "
             f"-> restart it (dts:StartSynchronizationJob) once the cause is fixed, or page "
             f"the owner"
+        )
+
+    async def on_still_failed(self, data: Mapping[str, Any]) -> None:
+        # After a silence that covered it ended, or `rules.repeat_interval` later.
+        self.say(
+            f"STILL FAILED {where(data)} since {data.get('since')} ({data.get('reason')}) "
+            f"-> restart it once the cause is fixed, or page the owner"
         )
 
     async def on_precheck_failed(self, data: Mapping[str, Any]) -> None:
@@ -91,6 +108,7 @@ class Tally:
     acted: int = 0  # events we acted on
     ignored: int = 0  # events of other kinds, acknowledged
     duplicates: int = 0  # already handled (redelivered after a lost ack)
+    silenced: int = 0  # a silence covered the job: acknowledged, not acted upon
     retried: int = 0  # actions that failed: negatively acknowledged, to come again
     rejected: int = 0  # not JSON: terminated, never redelivered
     seen: OrderedDict[str, None] = field(default_factory=OrderedDict, repr=False)
@@ -152,6 +170,10 @@ async def _one(
         return
     if event_id in tally.seen:
         tally.duplicates += 1
+        await msg.ack_sync()
+        return
+    if event.get("silenced"):
+        tally.silenced += 1
         await msg.ack_sync()
         return
     try:

@@ -123,6 +123,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
     async def one() -> int:
         async with open_watcher(settings, args.config) as watcher:
+            await watcher.read_silences(within=settings.nats.connect_timeout)
             result = await watcher.cycle()
             flushed = await watcher.flush(within=args.publish_timeout)
             depth = watcher.store.outbox_depth()
@@ -160,6 +161,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
             jobs=tuple(args.job or ()),
             kinds=tuple(args.kind or ()),
             min_severity=args.min_severity,
+            silenced=args.silenced,
         ),
         since=parse_since(args.since) if args.since else None,
         color=color_wanted(args.color, sys.stdout),
@@ -169,6 +171,18 @@ def cmd_tail(args: argparse.Namespace) -> int:
         return await tail(settings, options)
 
     return anyio.run(run)
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    from watcher import silence_cli
+
+    return silence_cli.run(args, _settings(args))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from watcher import status_cli
+
+    return status_cli.run(args, _settings(args))
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -241,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_arguments(add("demo", cmd_demo, demo))
     _tail_arguments(add("tail", cmd_tail, "subscribe to the events and print them"))
     add("schema", cmd_schema, "print the JSON Schema of the events")
+    p = add("status", cmd_status, "every job not ok right now, since when, under which silence")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    from watcher.silence_cli import arguments as silence_arguments
+
+    text = "add, list or expire silences (shared by every replica, in JetStream)"
+    silence = sub.add_parser("silence", help=text, description=text)  # options: per action
+    silence.set_defaults(func=cmd_silence)
+    silence_arguments(silence, common)
     p = add("check-config", cmd_check_config, "validate and print the effective configuration")
     p.add_argument(
         "--probe",
@@ -288,6 +310,11 @@ def _tail_arguments(p: argparse.ArgumentParser) -> None:
         "--min-severity",
         choices=["info", "warning", "critical"],
         help="only events at least this severe",
+    )
+    p.add_argument(
+        "--silenced",
+        action="store_true",
+        help="also events of silenced jobs (they carry the `silenced` attribute)",
     )
     p.add_argument(
         "--since",

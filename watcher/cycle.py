@@ -12,7 +12,10 @@ is published (the outbox), and the cycle's own health events (`cycle_incomplete`
 `source_unavailable`, `source_recovered`) follow its job events.
 
 `Cycle` keeps the baseline and rule memory between runs; after a failed commit it reloads
-them from the store, so the next cycle starts from what was really saved.
+them from the store, so the next cycle starts from what was really saved. The silences
+and maintenance windows known at the moment of each judgement (`silencing()`, which the
+service keeps current from the silence bucket) go into detection as data, so the events
+saved carry their `silenced` attribute.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from watcher.logs import get_logger
 from watcher.metrics import Metrics
 from watcher.publish import Publisher
 from watcher.settings import Settings
+from watcher.silencing import NO_SILENCES, Silencing
 from watcher.snapshot import DEFAULT_ACCOUNT, JobState, RegionOutcome, Snapshot
 from watcher.source_health import track
 from watcher.status import Status
@@ -67,6 +71,7 @@ class Cycle:
         status: Status,
         metrics: Metrics,
         now: Callable[[], datetime],
+        silencing: Callable[[], Silencing] = lambda: NO_SILENCES,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -76,6 +81,7 @@ class Cycle:
         self.metrics = metrics
         self.rules = Rules(settings.rules)
         self._now = now
+        self._silencing = silencing
         self._baseline: Snapshot | None = None
         self._memory = Memory()
 
@@ -89,7 +95,14 @@ class Cycle:
             else:
                 early = []
                 snapshot = await self.client.fetch(deadline=self.settings.poll.cycle_timeout)
-                detection = detect(self._baseline, snapshot, self._memory, self.rules, self._now())
+                detection = detect(
+                    self._baseline,
+                    snapshot,
+                    self._memory,
+                    self.rules,
+                    self._now(),
+                    silences=self._silencing(),
+                )
             own = self._health_events(snapshot)
             crash_point("before_commit")
             await self._commit(detection, own)
@@ -111,10 +124,12 @@ class Cycle:
     ) -> None:
         now = self._now()
         self.status.baseline = detection.baseline
+        self.status.memory = detection.memory
         self.status.count_cycle(snapshot.complete, now)
         self.status.count_events([event.type for event in events])
         self.metrics.observe_cycle(duration, snapshot.complete, now)
         self.metrics.observe_events(events)
+        self.metrics.observe_held(detection.held)
         log.info(
             "cycle.done",
             complete=snapshot.complete,
@@ -148,7 +163,8 @@ class Cycle:
                             batch.extend(receive.receive_nowait())
                         except anyio.WouldBlock:
                             break
-                    found = pages.judge(batch, self._now())
+                    found = pages.judge(batch, self._now(), self._silencing())
+                    self.metrics.observe_held(found.held)
                     if not found.jobs and not found.events:
                         continue  # the steady case: no transaction, no thread
                     await anyio.to_thread.run_sync(
@@ -164,7 +180,7 @@ class Cycle:
                 snapshot = await self.client.fetch(
                     on_page=on_page, deadline=self.settings.poll.cycle_timeout
                 )
-        return snapshot, early, pages.finish(snapshot, self._now())
+        return snapshot, early, pages.finish(snapshot, self._now(), self._silencing())
 
     async def _commit(self, detection: Detection, own: list[Event]) -> None:
         """Save the cycle, waking the publisher as each transaction lands: the first

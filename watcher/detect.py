@@ -15,6 +15,11 @@ What detect itself decides, around the rules:
 - what an event is: the rule's kind and data, the job's common fields, the observation
   time, and an id derived from the job, the kind, the cycle and the event's place among
   the job's events (so two events of one kind in a cycle stay distinct).
+- which events are silenced: `silences` (data: the silences and maintenance windows
+  known when the cycle ran, `watcher.silencing`) says which one covers a job at `now`;
+  its events carry that id (`Event.silenced`), and the rules learn it through `say`
+  (reminders need to know when a silence ended). Events a rule held back (a flapping
+  job's) are counted in `held`.
 
 `observe` and `PageByPage` judge present jobs a page at a time (`poll.emit = "page"`);
 `detect` then does the rest (absence), from the complete listing.
@@ -22,13 +27,16 @@ What detect itself decides, around the rules:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from watcher.events import Event, WithJob, deterministic_id, format_time
 from watcher.kinds import Kind, Severity
 from watcher.rules import JobMemory, Memory, Rules, Say
+from watcher.silencing import NO_SILENCES, Silencing
 from watcher.snapshot import JobKey, JobState, Snapshot
 
 __all__ = [
@@ -43,6 +51,7 @@ __all__ = [
 ]
 
 _BLANK = JobMemory()
+_NONE_HELD: Mapping[str, int] = MappingProxyType({})
 
 
 class Detection(NamedTuple):
@@ -51,6 +60,7 @@ class Detection(NamedTuple):
     # The new baseline: the last known state of every job still tracked (jobs of regions
     # that were not read completely are carried over unchanged).
     baseline: Snapshot
+    held: Mapping[str, int] = _NONE_HELD  # events held back by the rules, by kind
 
 
 def detect(
@@ -60,12 +70,13 @@ def detect(
     rules: Rules,
     now: datetime,
     observed: frozenset[JobKey] = frozenset(),
+    silences: Silencing = NO_SILENCES,
 ) -> Detection:
     """Compare the baseline with a fresh snapshot; see the module docstring.
 
     `observed`: jobs already judged this cycle by `observe` (page by page, as the listing
     came in; `previous` and `memory` then hold what that found). They are carried over
-    as they are, not judged twice.
+    as they are, not judged twice. `silences`: what covers which job at `now`.
     """
     cycle = memory.cycle + 1
     before: Mapping[JobKey, JobState] = previous.jobs if previous is not None else {}
@@ -74,7 +85,7 @@ def detect(
     outcomes = current.regions
     watched = set(outcomes) or {job.shard_label for job in current}
     before, jobs_memory = adopt(before, memory.jobs, current.jobs, complete)
-    events = _Events(cycle, now)
+    events = _Events(cycle, now, silences)
     known: dict[JobKey, JobState] = {}
     remembered: dict[JobKey, JobMemory] = {}
 
@@ -105,7 +116,7 @@ def detect(
             remembered[key] = mem
 
     baseline = Snapshot(jobs=known, regions=current.regions, taken_at=current.taken_at)
-    return Detection(events.said, Memory(cycle=cycle, jobs=remembered), baseline)
+    return Detection(events.said, Memory(cycle=cycle, jobs=remembered), baseline, events.held)
 
 
 def adopt(
@@ -154,6 +165,7 @@ class Observation(NamedTuple):
     events: list[Event]
     # The jobs judged, with their new memory (None: back to the blank, nothing kept).
     jobs: dict[JobKey, tuple[JobState, JobMemory | None]]
+    held: Mapping[str, int] = _NONE_HELD  # events held back by the rules, by kind
 
 
 def observe(
@@ -163,16 +175,17 @@ def observe(
     cycle: int,
     rules: Rules,
     now: datetime,
+    silences: Silencing = NO_SILENCES,
 ) -> Observation:
     """Judge jobs that a consistent page of the listing under way (`cycle`) showed, as
     `detect` judges present jobs; absence is `detect`'s alone, from complete listings."""
-    events = _Events(cycle, now)
+    events = _Events(cycle, now, silences)
     judged: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
     for job in jobs:
         key = job.key
         mem = rules.judge(before.get(key), job, memory.get(key, _BLANK), events.about(job))
         judged[key] = (job, mem or None)
-    return Observation(events.said, judged)
+    return Observation(events.said, judged, events.held)
 
 
 class PageByPage:
@@ -196,7 +209,9 @@ class PageByPage:
         self._cycle = memory.cycle
         self._rules = rules
 
-    def judge(self, page: Iterable[JobState], now: datetime) -> Observation:
+    def judge(
+        self, page: Iterable[JobState], now: datetime, silences: Silencing = NO_SILENCES
+    ) -> Observation:
         fresh = [job for job in page if job.key not in self.seen]
         self.seen.update(job.key for job in fresh)
         shown = {job.key: job for job in fresh}
@@ -205,7 +220,7 @@ class PageByPage:
         jobs, memory = adopt(self.jobs, self.memory, shown)
         if jobs is not self.jobs and not (self.jobs.keys() - jobs.keys()) & self.seen:
             self.jobs, self.memory = dict(jobs), dict(memory)
-        found = observe(self.jobs, fresh, self.memory, self._cycle + 1, self._rules, now)
+        found = observe(self.jobs, fresh, self.memory, self._cycle + 1, self._rules, now, silences)
         moved: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
         for key, (job, mem) in found.jobs.items():
             if self.jobs.get(key) is not job or self.memory.get(key) != mem:
@@ -215,9 +230,11 @@ class PageByPage:
                     self.memory.pop(key, None)
                 else:
                     self.memory[key] = mem
-        return Observation(found.events, moved)
+        return Observation(found.events, moved, found.held)
 
-    def finish(self, current: Snapshot, now: datetime) -> Detection:
+    def finish(
+        self, current: Snapshot, now: datetime, silences: Silencing = NO_SILENCES
+    ) -> Detection:
         return detect(
             Snapshot(jobs=self.jobs),
             current,
@@ -225,29 +242,33 @@ class PageByPage:
             self._rules,
             now,
             observed=frozenset(self.seen),
+            silences=silences,
         )
 
 
 class _Events:
     """The events of one cycle (or page), built from what the rules say."""
 
-    def __init__(self, cycle: int, now: datetime) -> None:
+    def __init__(self, cycle: int, now: datetime, silences: Silencing = NO_SILENCES) -> None:
         self.said: list[Event] = []
+        self.held: Counter[str] = Counter()
         self._cycle = str(cycle)
         self._now = now
         self._stamp = format_time(now)
+        self._silences = silences
         self._per_job: dict[JobKey, int] = {}
 
     def about(self, job: JobState) -> Say:
         """`say` for the rules judging `job`."""
-
-        def say(kind: Kind, data: dict[str, Any], severity: Severity | None = None) -> None:
-            self.add(job, kind, data, severity)
-
-        return say
+        return _JobVoice(self, job)
 
     def add(
-        self, job: JobState, kind: Kind, data: dict[str, Any], severity: Severity | None
+        self,
+        job: JobState,
+        kind: Kind,
+        data: dict[str, Any],
+        severity: Severity | None,
+        silenced: str | None,
     ) -> None:
         # The id covers the job, the cycle, the moment and the event's place among the
         # job's events, so two events of one kind (both init stages failing) stay distinct.
@@ -266,4 +287,38 @@ class _Events:
         if kind.carries_job:
             body = WithJob(body, job)
         level = severity if severity is not None else kind.severity(body)
-        self.said.append(Event(kind.name, level, self._now, body, event_id, job.region, job.job_id))
+        self.said.append(
+            Event(kind.name, level, self._now, body, event_id, job.region, job.job_id, silenced)
+        )
+
+    def covering(self, job: JobState) -> str | None:
+        return self._silences.covering(job, self._now) if self._silences else None
+
+
+class _JobVoice:
+    """`say` about one job: its events, the moment, and the silence covering it."""
+
+    __slots__ = ("_events", "_job", "_silenced")
+    _UNKNOWN: Any = object()
+
+    def __init__(self, events: _Events, job: JobState) -> None:
+        self._events = events
+        self._job = job
+        self._silenced: Any = self._UNKNOWN
+
+    @property
+    def now(self) -> datetime:
+        return self._events._now
+
+    @property
+    def silenced(self) -> str | None:
+        if self._silenced is self._UNKNOWN:
+            self._silenced = self._events.covering(self._job)
+        silenced: str | None = self._silenced
+        return silenced
+
+    def __call__(self, kind: Kind, data: dict[str, Any], severity: Severity | None = None) -> None:
+        self._events.add(self._job, kind, data, severity, self.silenced)
+
+    def held(self, kind: Kind) -> None:
+        self._events.held[kind.name] += 1

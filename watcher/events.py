@@ -98,6 +98,9 @@ class Event:
     id: str
     region: str | None = None  # None for watcher events
     job_id: str | None = None  # None for watcher events
+    # The silence (or `maintenance:<name>`) that covered the job when it was observed:
+    # the envelope's extension attribute `silenced` (Contract v1.1; absent when None).
+    silenced: str | None = None
 
     @property
     def is_job_event(self) -> bool:
@@ -123,7 +126,7 @@ class Event:
 
     def envelope(self) -> dict[str, Any]:
         """The CloudEvents 1.0 structured-mode document."""
-        return {
+        document: dict[str, Any] = {
             "specversion": SPECVERSION,
             "id": self.id,
             "source": self.source,
@@ -134,6 +137,9 @@ class Event:
             "severity": self.severity,
             "data": dict(self.data),
         }
+        if self.silenced is not None:
+            document["silenced"] = self.silenced
+        return document
 
     def to_json(self) -> bytes:
         """The envelope as published (`encode`)."""
@@ -158,6 +164,8 @@ class Event:
                 direction=self.data.get("direction"),
                 status=self.data.get("status"),
             )
+            if self.silenced is not None:
+                fields["silenced"] = self.silenced
         else:
             fields["data"] = dict(self.data)  # small, and what an operator needs to see
         kind = KINDS.get(self.kind)
@@ -237,7 +245,9 @@ def summary(document: Mapping[str, Any]) -> str:
     detail = summary_detail(kind, data)
     time = str(document.get("time", ""))
     severity = str(document.get("severity", "info"))
-    return f"{time} {severity:<8} {kind:<24} {where}{name} {detail}".rstrip()
+    line = f"{time} {severity:<8} {kind:<24} {where}{name} {detail}".rstrip()
+    silenced = document.get("silenced")
+    return f"{line} [silenced: {silenced}]" if silenced else line
 
 
 def json_schema() -> dict[str, Any]:
@@ -270,6 +280,9 @@ def json_schema() -> dict[str, Any]:
             "datacontenttype": {"const": DATA_CONTENT_TYPE},
             "severity": {"enum": list(SEVERITIES)},
             "data": {"type": "object"},
+            # Optional extension (Contract v1.1): the silence, or maintenance:<name>,
+            # covering the job; consumers that act on alerts may skip such events.
+            "silenced": {"type": "string", "minLength": 1},
         },
         "additionalProperties": False,
         "oneOf": variants,

@@ -18,18 +18,21 @@ watchers in one process (tests) do not collide. `render()` is what `/metrics` se
 reads the outbox depth in a worker thread (SQLite) before producing the text.
 
 Label cardinality is bounded: accounts (configured), regions, job types, outcome codes
-(DTS error codes), statuses, event kinds and severities are small sets. `account` is
-`default` unless accounts are configured. The one label set that grows with the estate is the
-per-job delay gauge: at most `max_job_series` series (default 1000), keeping the jobs
-with the largest delay (those worth alerting on); how many were left out is exported as
-`dts_watcher_job_delay_series_dropped`.
+(DTS error codes, from a known set), statuses, event kinds and severities are small sets.
+`account` is `default` unless accounts are configured. The label sets that grow with the
+estate are capped at `max_job_series` series each (default 1000): the per-job delay gauge
+keeps the jobs with the largest delay (those worth alerting on), the condition gauge
+(`dts_watcher_job_condition`: one series per job and condition that is firing, from
+`watcher.board`, the picture `dts-watcher status` prints) the most severe; how many were
+left out is exported (`..._series_dropped`). Silences are operators' and windows are
+configured: `dts_watcher_silence_active` has one series per active one (capped too).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter as CounterDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 import anyio
@@ -99,6 +102,14 @@ class Metrics:
             PREFIX + "info", "Always 1; the watcher's version as a label.", ["version"], registry=r
         )
         self.info.labels(version=__version__).set(1)
+        self.events_held = Counter(
+            PREFIX + "events_held",
+            "status_changed and delay_threshold_crossed held back while a job flaps, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        for kind in ("status_changed", "delay_threshold_crossed"):
+            self.events_held.labels(kind=kind)  # zero until a job flaps, not missing
         self._live = _LiveCollector(status, max_job_series)
         r.register(self._live)
 
@@ -117,6 +128,11 @@ class Metrics:
     def observe_events(self, events: Sequence[Event]) -> None:
         for event in events:
             self.events.labels(kind=event.kind, severity=event.severity).inc()
+
+    def observe_held(self, held: Mapping[str, int]) -> None:
+        """Events the rules held back (a flapping job's changes), by kind."""
+        for kind, count in held.items():
+            self.events_held.labels(kind=kind).inc(count)
 
     def observe_publish(self, count: int, seconds: float) -> None:
         """One drain of the outbox that acknowledged `count` events in `seconds`.
@@ -160,6 +176,7 @@ class _LiveCollector:
         yield from _client_metrics(status.client)
         yield from _publisher_metrics(status, self.outbox_depth)
         yield from _job_metrics(status.baseline, self.max_job_series)
+        yield from _alert_metrics(status, self.max_job_series)
 
 
 def _client_metrics(stats: ClientStats) -> Iterable[Metric]:
@@ -245,4 +262,65 @@ def _job_metrics(baseline: Snapshot | None, max_series: int) -> Iterable[Metric]
         PREFIX + "job_delay_series_dropped",
         f"Jobs with a delay left out of {PREFIX}job_delay_seconds by the series cap.",
         value=max(0, len(delayed) - max_series),
+    )
+
+
+def _alert_metrics(status: Status, max_series: int) -> Iterable[Metric]:
+    """The conditions firing now (`watcher.board`) and the silences active now."""
+    yield from _condition_metrics(status, max_series)
+    active = GaugeMetricFamily(
+        PREFIX + "silence_active",
+        "1 for each silence, or maintenance window (maintenance:<name>), active now.",
+        labels=["silence", "match"],
+    )
+    for silence_id, match in status.silencing().active(status.now())[:max_series]:
+        active.add_metric([silence_id, match.describe()], 1)
+    yield active
+    yield GaugeMetricFamily(
+        PREFIX + "silences_followed",
+        "1 while the silence bucket is followed live; 0: the silences last seen are used.",
+        value=1 if status.silences_followed() else 0,
+    )
+
+
+_CONDITION_LABELS = (
+    "job_id",
+    "job_name",
+    "region",
+    "direction",
+    "account",
+    "condition",
+    "kind",
+    "severity",
+    "silenced",
+)
+
+
+def _condition_metrics(status: Status, max_series: int) -> Iterable[Metric]:
+    firing = GaugeMetricFamily(
+        PREFIX + "job_condition",
+        "1 for each condition a job is in right now (a failure status, a delay level, "
+        "stalled, flapping, expiring) and the silence covering it ('' if none); only "
+        "firing conditions are exported, the most severe first.",
+        labels=list(_CONDITION_LABELS),
+    )
+    total = 0
+    for row in status.not_ok():
+        job = row.job
+        for condition in row.conditions:
+            total += 1
+            if total <= max_series:
+                firing.add_metric(
+                    [
+                        *(job.job_id, job.job_name, job.region, job.direction, job.account),
+                        *(condition.name, condition.kind, condition.severity),
+                        row.silenced or "",
+                    ],
+                    1,
+                )
+    yield firing
+    yield GaugeMetricFamily(
+        PREFIX + "job_condition_series_dropped",
+        f"Firing conditions left out of {PREFIX}job_condition by the series cap.",
+        value=max(0, total - max_series),
     )

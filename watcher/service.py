@@ -9,6 +9,8 @@ task group holding:
   at once by the next, and one that crashes is logged and followed by the next;
 - the publisher's loop (`Publisher.run`), apart from the cycles, so an unreachable NATS
   never stops the watcher from watching;
+- the silence follower (`SilenceFollower.run`): the silence bucket, followed live, with
+  the maintenance windows of the settings, is what the cycles mark events silenced by;
 - the heartbeat, the HTTP endpoint (`/healthz`, `/readyz`, `/metrics`) and the signals.
 
 SIGTERM or SIGINT lets the cycle in flight finish if it can within `STOP_GRACE` seconds
@@ -39,6 +41,8 @@ from watcher.metrics import Metrics
 from watcher.publish import Publisher
 from watcher.settings import Settings, settings_digest
 from watcher.signals import stop_on_signal
+from watcher.silence_bucket import SilenceFollower
+from watcher.silencing import Silence, Silencing
 from watcher.snapshot import Snapshot
 from watcher.status import Status
 from watcher.store import Store
@@ -76,9 +80,17 @@ class Watcher:
             nats_connected=lambda: publisher.connected,
             stale_after=settings.health.stale_after or STALE_INTERVALS * settings.poll.interval,
         )
+        self._silencing = Silencing(windows=settings.rules.maintenance)
+        self.silences = SilenceFollower(settings.nats, on_change=self._silences_changed)
+        self.status.silencing = self.silencing
+        self.status.silences_followed = lambda: self.silences.synced and not self.silences.error
+        self.status.now = now
         self.metrics = Metrics(self.status)
         publisher.on_drained = self.metrics.observe_publish
-        self._cycle = Cycle(settings, client, store, publisher, self.status, self.metrics, now)
+        self._cycle = Cycle(
+            settings, client, store, publisher, self.status, self.metrics, now, self.silencing
+        )
+        self.status.rules = self._cycle.rules
         self._heap = Heap(settings.poll.gc_freeze)
         self._cycle_scope: anyio.CancelScope | None = None
         self._now = now
@@ -91,6 +103,18 @@ class Watcher:
     async def cycle(self) -> CycleResult:
         """One cycle (see `watcher.cycle`)."""
         return await self._cycle.run()
+
+    def silencing(self) -> Silencing:
+        """The silences (as last seen in the bucket) and the maintenance windows."""
+        return self._silencing
+
+    def _silences_changed(self, silences: tuple[Silence, ...]) -> None:
+        self._silencing = self._silencing.with_silences(silences)
+
+    async def read_silences(self, within: float) -> bool:
+        """Read the silence bucket once (`run` follows it instead); False if it could
+        not be read (events are then not marked by its silences)."""
+        return await self.silences.load(within)
 
     async def flush(self, within: float) -> bool:
         """Drain the outbox now, for at most `within` seconds; True if it is empty after."""
@@ -118,6 +142,11 @@ class Watcher:
                 tg.start_soon(stop_on_signal, stop, _log_signal)
             tg.start_soon(self.publisher.run)
             tg.start_soon(self._grace_on_stop, stop)
+            tg.start_soon(self.silences.run)
+            # The first cycle's events are marked by the silences too: wait for the
+            # bucket's first read (or its failure), within the NATS connect timeout.
+            with anyio.move_on_after(self.settings.nats.connect_timeout):
+                await self.silences.tried.wait()
             if self.settings.health.heartbeat_interval > 0:
                 tg.start_soon(self._heartbeat, self.settings.health.heartbeat_interval)
             await self._cycles(stop)

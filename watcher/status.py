@@ -11,12 +11,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from watcher.board import NotOk, not_ok
 from watcher.dts.client import ClientStats
 from watcher.events import format_time
 from watcher.publish import PublishStats
+from watcher.rules import Memory, Rules
+from watcher.silencing import NO_SILENCES, Silencing
 from watcher.snapshot import Snapshot
 from watcher.source_health import SourceHealth
 
@@ -37,6 +40,13 @@ class Status:
     stale_after: float | None = None
     monotonic: Callable[[], float] = time.monotonic
     last_complete_at: float | None = None  # `monotonic()` then: immune to clock jumps
+    # What is not ok (watcher.board): the rule memory saved with the baseline, the rules,
+    # the silences and windows known now, and the watcher's clock.
+    memory: Memory = field(default_factory=Memory)
+    rules: Rules | None = None
+    silencing: Callable[[], Silencing] = lambda: NO_SILENCES
+    silences_followed: Callable[[], bool] = lambda: False
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def count_cycle(self, complete: bool, finished_at: datetime) -> None:
         self.cycles += 1
@@ -49,6 +59,12 @@ class Status:
     def count_events(self, types: list[str]) -> None:
         for name in types:
             self.events[name] = self.events.get(name, 0) + 1
+
+    def not_ok(self) -> list[NotOk]:
+        """Every job with a condition right now (`watcher.board`)."""
+        if self.baseline is None or self.rules is None:
+            return []
+        return not_ok(self.baseline, self.memory.jobs, self.rules, self.silencing(), self.now())
 
     @property
     def regions_unavailable(self) -> list[str]:

@@ -5,6 +5,7 @@ With `--since 1h` (or a timestamp) it first replays what the stream kept since t
 through an ordered JetStream consumer (ephemeral, flow-controlled, nothing to clean up)
 that starts at that time and then simply carries on with live events.
 
+Events of silenced jobs (the `silenced` attribute) are hidden unless `--silenced`.
 Filters (`--region`, `--job`, `--kind`, `--min-severity`) are applied to each envelope;
 when they allow it, the subscription itself is narrowed to the matching subjects
 (`<prefix>.job.<region>.<job_id>.<kind>`), so the server filters too. `--region` and
@@ -56,6 +57,7 @@ class Filters:
     jobs: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     min_severity: str | None = None
+    silenced: bool = False  # also show events of silenced jobs
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.kinds if k not in KINDS]
@@ -79,6 +81,8 @@ class Filters:
         is_job = kind_type.startswith("dts.job.")
         data = document.get("data")
         data = data if isinstance(data, Mapping) else {}
+        if document.get("silenced") and not self.silenced:
+            return False
         if self.kinds and kind not in self.kinds:
             return False
         if self.regions and not (is_job and data.get("region") in self.regions):

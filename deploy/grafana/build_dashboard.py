@@ -461,6 +461,82 @@ def publishing_row() -> Section:
     ]
 
 
+def alerts_row() -> Section:
+    """What is not ok right now, flapping, and silences (issue 14's metrics)."""
+    conditions = f"dts_watcher_job_condition{{{JOBS}}}"
+    return "Alert semantics", [
+        _table()
+        .title("Not ok now")
+        .description(
+            "Every job in a condition right now (a failure status, a delay level, stalled, "
+            "flapping, expiring), its severity and the silence covering it: what "
+            "`dts-watcher status` prints. Only firing conditions are exported, the most "
+            "severe first, at most 1,000 (see 'Condition series dropped')."
+        )
+        .datasource(DS)
+        .height(8)
+        .span(12)
+        .with_target(
+            _instant_table(
+                "max by (account, region, job_id, job_name, direction, condition, kind, "
+                f"severity, silenced) ({conditions})"
+            )
+        )
+        .with_transformation(
+            dash.DataTransformerConfig(
+                id_val="organize", options={"excludeByName": {"Time": True, "Value": True}}
+            )
+        ),
+        _graph(
+            "Firing conditions by kind",
+            "How many jobs are in each kind of condition (status, delay, stalled, flapping, "
+            "expiring), by severity.",
+            "none",
+            _query(f"sum by (kind, severity) ({conditions})", "{{kind}} {{severity}}"),
+        ),
+        _graph(
+            "Held back while flapping",
+            "status_changed and delay_threshold_crossed events held back because their job "
+            "flaps, per hour (one flapping event says it instead).",
+            "none",
+            _query(
+                f"sum by (kind) (increase(dts_watcher_events_held_total{{{WATCHER}}}[1h]))",
+                "{{kind}} per hour",
+            ),
+        ),
+        _table()
+        .title("Active silences")
+        .description(
+            "Each silence (from the silence bucket) or maintenance window (maintenance:<name>) "
+            "active now, with what it matches."
+        )
+        .datasource(DS)
+        .height(8)
+        .span(12)
+        .with_target(
+            _instant_table(f"max by (silence, match) (dts_watcher_silence_active{{{WATCHER}}})")
+        )
+        .with_transformation(
+            dash.DataTransformerConfig(
+                id_val="organize", options={"excludeByName": {"Time": True, "Value": True}}
+            )
+        ),
+        _graph(
+            "Silences followed, condition series dropped",
+            "1 while the watcher follows the silence bucket live (0: it uses the silences it "
+            "saw last, NATS being unreachable); and firing conditions left out of "
+            "dts_watcher_job_condition by its series cap.",
+            "none",
+            _query(f"min(dts_watcher_silences_followed{{{WATCHER}}})", "followed", "A"),
+            _query(
+                f"max(dts_watcher_job_condition_series_dropped{{{WATCHER}}})",
+                "condition series dropped",
+                "B",
+            ),
+        ),
+    ]
+
+
 def build(warning: float = DEFAULT_WARNING, critical: float = DEFAULT_CRITICAL) -> dash.Dashboard:
     if not 0 < warning < critical:
         raise ValueError("the thresholds need 0 < warning < critical")
@@ -512,6 +588,7 @@ def build(warning: float = DEFAULT_WARNING, critical: float = DEFAULT_CRITICAL) 
         cycles_row(),
         api_row(),
         publishing_row(),
+        alerts_row(),
     ):
         builder = builder.with_row(dash_b.Row(title))
         for panel in panels:

@@ -15,6 +15,7 @@ from typing import Any, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from watcher.settings.alerting import parse_duration
 from watcher.snapshot import KNOWN_STATUSES, known_status
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "describe_validation_error",
     "normalize_job_status",
     "parse_job_key",
+    "signed_seconds",
 ]
 
 
@@ -102,6 +104,16 @@ DEFAULT_PRECHECK_ITEMS: tuple[str, ...] = (
     "CHECK_SAME_USER",
     "CHECK_TOPOLOGY",
 )
+
+
+def signed_seconds(text: str) -> float:
+    """`36h`, `90s`, `2d`, `-1h` (in the past): seconds, or ValueError."""
+    value = text.strip()
+    sign = -1.0 if value.startswith("-") else 1.0
+    try:
+        return sign * parse_duration(value.removeprefix("-"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration like 36h, 90s, 2d or -1h") from None
 
 
 def choose(value: Any, allowed: Iterable[str], what: str) -> str:
@@ -245,6 +257,12 @@ class JobSpec(Spec):
     resource_group: str | None = None
     created: datetime | None = None
     expire_time: datetime | None = None
+    # Relative to the simulator's clock when the job is added or the step sets it: a
+    # duration ("36h", "-1h" for one that expired an hour ago); becomes expire_time then.
+    expires_in: str | None = None
+    # Not moving: the delay served grows with the simulator's clock, one second a second,
+    # from when it was set (delay + seconds since); false (or "") and it moves again.
+    stalled: bool = False
     tags: dict[str, str] = Field(default_factory=dict)
     precheck: PrecheckSpec | None = None
     structure_initialization: bool = True
@@ -292,6 +310,13 @@ class JobSpec(Spec):
     @classmethod
     def _pay_type(cls, v: Any) -> str:
         return choose(v, ("PrePaid", "PostPaid"), "pay_type")
+
+    @field_validator("expires_in")
+    @classmethod
+    def _expires_in(cls, v: str | None) -> str | None:
+        if v is not None:
+            signed_seconds(v)
+        return v
 
     @field_validator("created", "expire_time")
     @classmethod

@@ -200,12 +200,16 @@ def _stage_json(spec: StageSpec, stage: str, job: JobSpec) -> dict[str, Any]:
 
 
 def job_to_api(
-    job: JobSpec, quirks: Iterable[str] = (), created: datetime | None = None
+    job: JobSpec,
+    quirks: Iterable[str] = (),
+    created: datetime | None = None,
+    delay: int | None = None,
 ) -> dict[str, Any]:
     """One SynchronizationInstances entry, as DescribeSynchronizationJobs serves it.
 
     `quirks` are the scenario-wide ones; the job's own are added to them. `created` is
-    used when the job does not say when it was created (ScenarioState knows).
+    used when the job does not say when it was created, `delay` instead of the job's
+    own (a stalled job's grows with the clock); ScenarioState knows both.
     """
     q = set(quirks) | set(job.quirks)
     created = job.created or created or BASE_CREATED
@@ -224,7 +228,7 @@ def job_to_api(
         "SynchronizationJobName": display_name(job),
         "SynchronizationDirection": job.direction,
         "Status": job.status,
-        "Delay": str(job.delay),
+        "Delay": str(job.delay if delay is None else delay),
     }
     if error:
         out["ErrorMessage"] = error

@@ -60,7 +60,9 @@ def _record(job: JobSpec, created: datetime) -> dict[str, Any]:
         "Delay": job.delay * 1000 + (250 if job.delay else 0)
         if job.job_type == "migration"
         else job.delay,
-        "Checkpoint": str(job.checkpoint if job.checkpoint is not None else _checkpoint(job)),
+        "Checkpoint": str(
+            job.checkpoint if job.checkpoint is not None else default_checkpoint(job)
+        ),
         "CreateTime": utc_text(created),
         "DtsJobClass": job.job_class,
         "PayType": job.pay_type,
@@ -102,7 +104,7 @@ def _record(job: JobSpec, created: datetime) -> dict[str, Any]:
     return out
 
 
-def _checkpoint(job: JobSpec) -> int:
+def default_checkpoint(job: JobSpec) -> int:
     """A checkpoint that trails by the job's delay (a fixed moment: scenarios are
     deterministic; tests that care give `checkpoint`)."""
     return int(_CHECKPOINT_BASE.timestamp()) - job.delay

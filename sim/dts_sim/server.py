@@ -117,7 +117,8 @@ class Simulator:
         credentials: access key id -> secret (default: DEFAULT_ACCESS_KEY_ID/SECRET).
         sts_credentials: STS access key id -> (secret, security token); requests with such
             a key must carry the token in `x-acs-security-token`.
-        clock: returns the simulator's "now" (aware datetime) for x-acs-date checks.
+        clock: returns the simulator's "now" (aware datetime) for x-acs-date checks, and
+            what stalled jobs and `expires_in` are timed by.
         auto_advance: apply the next step every this many seconds (None: only manually).
         pages: produces a page's body (default: `render_page`, which renders afresh each
             time); called with the simulator's lock held. See `PageSource`.
@@ -151,7 +152,7 @@ class Simulator:
 
         self._lock = threading.RLock()
         self._advanced = threading.Condition(self._lock)  # notified on every step change
-        self._state = ScenarioState(scenario)
+        self._state = ScenarioState(scenario, self._clock)
         self._faults = FaultQueue()
         self._requests: list[RequestRecord] = []
 
@@ -323,7 +324,7 @@ class Simulator:
     def reset(self) -> None:
         """Back to step 0: the scenario's initial jobs, no faults (requests are kept)."""
         with self._lock:
-            self._state = ScenarioState(self._scenario)
+            self._state = ScenarioState(self._scenario, self._clock)
             self._faults.clear()
             self._advanced.notify_all()
 

@@ -7,15 +7,22 @@ run-time changes from the admin API, and what a drift fault does to a region.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from dts_sim.jobs import JobKey, JobSpec, ScenarioError, describe_validation_error, parse_job_key
+from dts_sim.jobs import (
+    JobKey,
+    JobSpec,
+    ScenarioError,
+    describe_validation_error,
+    parse_job_key,
+    signed_seconds,
+)
 from dts_sim.render import BASE_CREATED, Filters, display_name, job_to_api, utc_text
-from dts_sim.render_dtsjobs import Entry, dts_job_to_api
+from dts_sim.render_dtsjobs import Entry, default_checkpoint, dts_job_to_api
 
 if TYPE_CHECKING:
     from dts_sim.scenario import Fault, Scenario, StepSpec
@@ -33,8 +40,11 @@ class ScenarioState:
     may insert one at the front of a region, which is the point of that fault.
     """
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, clock: Callable[[], datetime] | None = None) -> None:
         self.scenario = scenario
+        # The simulator's clock: where a job's `expires_in` and `stalled` are relative to.
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._stalled_at: dict[JobKey, datetime] = {}
         self.step = 0
         self.note = ""
         self._jobs: dict[JobKey, JobSpec] = {}
@@ -109,13 +119,49 @@ class ScenarioState:
         return out
 
     def render(self, job: JobSpec) -> dict[str, Any]:
-        """`job_to_api(job, scenario quirks)`, with the creation time this state gave it."""
-        return job_to_api(job, self.scenario.quirks, created=self.created_at(job))
+        """`job_to_api(job, scenario quirks)`, with the creation time this state gave it
+        (and, for a stalled job, the delay it has grown to by now)."""
+        return job_to_api(
+            job, self.scenario.quirks, created=self.created_at(job), delay=self.delay_of(job)
+        )
+
+    def delay_of(self, job: JobSpec) -> int:
+        """The delay served now: a stalled job's grows by a second each second."""
+        since = self._stalled_at.get(job.key) if job.stalled else None
+        if since is None:
+            return job.delay
+        return job.delay + max(0, int((self._clock() - since).total_seconds()))
+
+    def _timed(self, spec: JobSpec, before: JobSpec | None, changes: Mapping[str, Any]) -> JobSpec:
+        """What `expires_in` and `stalled` mean now: an expire time; a stall from now."""
+        now = self._clock()
+        if spec.expires_in is not None:
+            moment = now + timedelta(seconds=signed_seconds(spec.expires_in))
+            spec = spec.model_copy(update={"expire_time": moment, "expires_in": None})
+        started = spec.stalled and (before is None or not before.stalled or "delay" in changes)
+        if started:
+            self._stalled_at[spec.key] = now
+        elif not spec.stalled:
+            self._stalled_at.pop(spec.key, None)
+        return spec
 
     def render_dts(self, entry: Entry) -> dict[str, Any]:
-        """`dts_job_to_api` of a DescribeDtsJobs entry, with the creation time given."""
+        """`dts_job_to_api` of a DescribeDtsJobs entry, with the creation time given (and,
+        for a stalled job, the delay it has grown to by now, its checkpoint standing still)."""
         job, reverse = entry
-        return dts_job_to_api(job, reverse, self.created_at(job), self.scenario.quirks)
+        created = self.created_at(job)
+        return dts_job_to_api(
+            self._now_stalled(job),
+            reverse and self._now_stalled(reverse),
+            created,
+            self.scenario.quirks,
+        )
+
+    def _now_stalled(self, job: JobSpec) -> JobSpec:
+        if not job.stalled:
+            return job
+        checkpoint = job.checkpoint if job.checkpoint is not None else default_checkpoint(job)
+        return job.model_copy(update={"delay": self.delay_of(job), "checkpoint": checkpoint})
 
     def accounts(self) -> list[str]:
         """Every account a job is (or was declared) in, `default` first."""
@@ -134,6 +180,7 @@ class ScenarioState:
         spec = job if isinstance(job, JobSpec) else _validate_job(job)
         if spec.key in self._jobs:
             raise ScenarioError(f"job {spec.key} already exists")
+        spec = self._timed(spec, None, {})
         partner = self._jobs.get(JobKey(spec.id, _other(spec.direction)))
         if partner is not None:  # the two halves of a two-way instance were created together
             self._created_at[spec.key] = self.created_at(partner)
@@ -179,6 +226,7 @@ class ScenarioState:
             updated = JobSpec.model_validate(data)
         except ValidationError as exc:
             raise ScenarioError(f"job {job_key}: {describe_validation_error(exc)}") from None
+        updated = self._timed(updated, current, changes)
         self._jobs[job_key] = updated
         self.version += 1
         return updated

@@ -496,7 +496,14 @@ def test_demo_shows_every_kind_of_event_and_leaves_nothing_behind(
         fields = line.split()
         if len(fields) >= 3 and re.match(r"\d{4}-\d\d-\d\dT", fields[0]):
             kinds.add(fields[2])
-    missing = {*JOB_KINDS, "started", "stopped"} - kinds
+    watcher_kinds = {
+        "started",
+        "stopped",
+        "cycle_incomplete",
+        "source_unavailable",
+        "source_recovered",
+    }
+    missing = {*JOB_KINDS, *watcher_kinds} - kinds
     assert not missing, f"never shown: {sorted(missing)}\n{stdout}"
     assert "demo: stopped" in demo_process.stdout_lines
 

@@ -5,6 +5,7 @@ gets a failed action again, and a restart of the durable consumer starts where i
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ from dts_sim.natsserver import NatsServer
 from examples.remediation_consumer import Remediator, consume
 from tests.support.watcher import make_settings
 from watcher.service import open_watcher
+from watcher.settings.alerting import Matcher
+from watcher.silence_bucket import SilenceBucket
+from watcher.silencing import Silence
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -139,3 +143,36 @@ async def test_a_message_that_is_not_an_event_is_terminated_not_redelivered(
     tally = await consume(nats_server.url, Remediator(say=lambda _: None), **kwargs)
     assert tally.rejected == 1
     assert await pending(nats_server.url, "remediation") == (0, 0)
+
+
+async def test_the_example_consumer_skips_silenced_events_and_acts_on_the_reminder(
+    tmp_path: Path, nats_server: NatsServer, simulator: Simulator
+) -> None:
+    simulator.add_job({"id": "j1", "region": "cn-hangzhou", "name": "orders"})
+    settings = make_settings(tmp_path, nats_server.url, simulator.url, ["cn-hangzhou"])
+    now = datetime.now(UTC)
+    maintenance = Silence("s-7", Matcher(job_id="j1"), now, now + timedelta(hours=1), "ops")
+    async with SilenceBucket.open(settings.nats, create=True) as bucket:
+        await bucket.add(maintenance)
+    kwargs: dict[str, Any] = {"idle": 0.5, "exit_when_idle": True}
+    async with open_watcher(settings) as watcher:
+        assert await watcher.read_silences(within=10)
+        await watcher.cycle()
+        simulator.set_job("j1", status="Failed", error_message="DTS-070211: during the upgrade")
+        await watcher.cycle()
+        assert await watcher.flush(within=10)
+        lines: list[str] = []
+        tally = await consume(nats_server.url, Remediator(say=lines.append), **kwargs)
+        assert (lines, tally.silenced, tally.acted) == ([], 2, 0)  # discovered, status_changed
+
+        async with SilenceBucket.open(settings.nats, create=False) as bucket:
+            await bucket.expire("s-7", datetime.now(UTC))
+        assert await watcher.read_silences(within=10)
+        await watcher.cycle()  # the silence is over, j1 still failed: a reminder
+        assert await watcher.flush(within=10)
+        tally = await consume(nats_server.url, Remediator(say=lines.append), **kwargs)
+    assert len(lines) == 1 and lines[0].startswith("STILL FAILED cn-hangzhou/j1 (orders) since ")
+    assert lines[0].endswith(
+        "(silence_ended) -> restart it once the cause is fixed, or page the owner"
+    )
+    assert (tally.acted, tally.silenced) == (1, 0)

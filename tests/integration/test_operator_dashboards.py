@@ -31,8 +31,10 @@ import shutil
 import subprocess
 import types
 import typing
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -53,6 +55,9 @@ from tests.support.watcher import make_settings
 from watcher.http import serve_http
 from watcher.service import open_watcher
 from watcher.settings import PollSettings, RulesSettings
+from watcher.settings.alerting import Matcher
+from watcher.silence_bucket import SilenceBucket
+from watcher.silencing import Silence
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
@@ -381,7 +386,20 @@ async def scrape_after_a_scenario(
         ["cn-hangzhou", "cn-shanghai"],
         health={"unavailable_after": 1, "heartbeat_interval": 0},
     )
+    now = datetime.now(UTC)  # the silence is active from now on, whatever the date
+    async with SilenceBucket.open(settings.nats, create=True) as bucket:
+        await bucket.add(
+            Silence(
+                id=str(uuid.uuid4()),
+                match=Matcher(job_id="j2"),
+                start=now - timedelta(minutes=1),
+                end=now + timedelta(hours=1),
+                author="test",
+                comment="a silence, so dts_watcher_silence_active has a series",
+            )
+        )
     async with open_watcher(settings) as watcher, anyio.create_task_group() as tg:
+        assert await watcher.read_silences(within=10)
         port = await tg.start(serve_http, watcher.status, watcher.metrics, "127.0.0.1", 0)
         first = await watcher.cycle()  # cn-shanghai refused: source_unavailable
         second = await watcher.cycle()  # read again: source_recovered

@@ -36,13 +36,33 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "watcher.events",
         ),
     ),
-    ("pure judgement", ("watcher.rules", "watcher.detect", "watcher.source_health")),
-    ("DTS, state, NATS", ("watcher.dts", "watcher.store", "watcher.publish")),
+    (
+        "pure judgement",
+        (
+            "watcher.rules",
+            "watcher.silencing",
+            "watcher.detect",
+            "watcher.source_health",
+            "watcher.board",
+        ),
+    ),
+    (
+        "DTS, state, NATS",
+        ("watcher.dts", "watcher.store", "watcher.publish", "watcher.silence_bucket"),
+    ),
     ("what the service knows", ("watcher.status", "watcher.metrics", "watcher.http")),
     ("the cycle and the service", ("watcher.cycle", "watcher.service")),
     (
         "commands",
-        ("watcher.probe", "watcher.tail", "watcher.cli", "watcher.__main__", "watcher.healthcheck"),
+        (
+            "watcher.probe",
+            "watcher.tail",
+            "watcher.silence_cli",
+            "watcher.status_cli",
+            "watcher.cli",
+            "watcher.__main__",
+            "watcher.healthcheck",
+        ),
     ),
 ]
 ALWAYS = ("watcher", "watcher.__init__")  # the package itself: its version
@@ -86,12 +106,14 @@ def imports(path: Path, *, top_level_only: bool = False) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(
+            submodules = {
                 f"{node.module}.{alias.name}"
                 for alias in node.names
                 if f"{node.module}.{alias.name}" in known
-            )
+            }
+            found.update(submodules)
+            if len(submodules) < len(node.names):  # names of the package itself too
+                found.add(node.module)
     return found
 
 

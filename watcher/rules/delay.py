@@ -10,12 +10,13 @@ delay neither raises nor clears a level, and counting starts afresh when it resu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from watcher.kinds import DELAY_THRESHOLD_CROSSED, Severity
-from watcher.rules.base import Rule, Say
+from watcher.rules.base import Condition, Rule, Say
 from watcher.settings import RulesSettings
 from watcher.snapshot import DELAY_STATUSES, JobState
 
@@ -129,17 +130,28 @@ class DelayRule(Rule[DelayMemory]):
         return -1
 
     def _say_crossed(self, say: Say, index: int, new_index: int, delay: int) -> None:
+        say(DELAY_THRESHOLD_CROSSED, *self._crossed(index, new_index, delay))
+
+    def crossing(self, previous: str, level: str, delay: int) -> tuple[dict[str, Any], Severity]:
+        """The data and severity of `delay_threshold_crossed` from one level to another
+        (the flapping rule's summary says where a job ended up)."""
+        index = self.names.index(previous) if previous in self.names else -1
+        return self._crossed(index, self.names.index(level) if level in self.names else -1, delay)
+
+    def _crossed(self, index: int, new_index: int, delay: int) -> tuple[dict[str, Any], Severity]:
         rising = new_index > index
         level = self.names[new_index] if new_index >= 0 else OK
-        say(
-            DELAY_THRESHOLD_CROSSED,
-            {
-                "level": level,
-                "previous_level": self.names[index] if index >= 0 else OK,
-                "delay_seconds": delay,
-                # going down: the threshold of the level left
-                "threshold_seconds": self.levels[new_index if rising else index][1],
-                "change": "up" if rising else "down",
-            },
-            self.severity_of(level),
-        )
+        data = {
+            "level": level,
+            "previous_level": self.names[index] if index >= 0 else OK,
+            "delay_seconds": delay,
+            # going down: the threshold of the level left
+            "threshold_seconds": self.levels[new_index if rising else index][1],
+            "change": "up" if rising else "down",
+        }
+        return data, self.severity_of(level)
+
+    def conditions(self, job: JobState, mem: DelayMemory, now: datetime) -> Iterable[Condition]:
+        if mem.level == OK:
+            return ()
+        return (Condition("delay", mem.level, self.severity_of(mem.level)),)

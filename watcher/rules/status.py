@@ -10,10 +10,12 @@ consumer that starts today learns of yesterday's failures.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from watcher.kinds import STATUS_CHANGED
-from watcher.rules.base import NoMemory, Rule, Say
+from watcher.rules.base import Condition, NoMemory, Rule, Say
 from watcher.snapshot import FAILURE_STATUSES, RETRYING, JobState
 
 
@@ -33,6 +35,11 @@ class StatusRule(Rule[NoMemory]):
                 data["recovered_from"] = old.status
             say(STATUS_CHANGED, _detail(job, data))
         return mem
+
+    def conditions(self, job: JobState, mem: NoMemory, now: datetime) -> Iterable[Condition]:
+        if job.status not in FAILURE_STATUSES:
+            return ()
+        return (Condition("status", job.status, STATUS_CHANGED.severity({"status": job.status})),)
 
 
 def _detail(job: JobState, data: dict[str, Any]) -> dict[str, Any]:

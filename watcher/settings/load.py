@@ -154,10 +154,15 @@ class _TomlSource(PydanticBaseSettingsSource):
 
 
 def env_name(location: tuple[int | str, ...]) -> str:
-    """The environment variable that sets a field, e.g. DTS_WATCHER_POLL__INTERVAL."""
-    parts = [str(p) for p in location if isinstance(p, str)][:2]  # a dict's keys are values
-    if parts[:1] == ["accounts"]:
-        return ENV_PREFIX + "ACCOUNTS"  # one JSON list; the dotted name says which field
+    """The environment variable that sets a field, e.g. DTS_WATCHER_POLL__INTERVAL (for
+    a field inside a list, e.g. accounts.0.regions or rules.maintenance.0.timezone, the
+    list's own variable; for a key of a mapping, the mapping's)."""
+    parts: list[str] = []
+    for part in location:
+        if not isinstance(part, str):
+            break
+        parts.append(part)
+    parts = parts[:2]  # a dict's keys are values, not settings
     if parts[:1] == ["credentials"] and len(parts) == 2:
         inverse = {v: k for k, v in _AlibabaEnvSource.NAMES.items()}
         return inverse.get(parts[1], ENV_PREFIX + "__".join(p.upper() for p in parts))
@@ -287,9 +292,10 @@ def _describe(exc: ValidationError, toml: dict[str, Any] | None = None) -> str:
             message = "unknown setting" + _suggest(env_name(location), known_variables())
         elif error["type"] == "json_invalid":
             message = f"not valid JSON ({message})"
+        message = message.removeprefix("Value error, ")
         if len(location) == 1 and error["type"] == "value_error":
             # A rule across a whole section: its message names the variables itself.
-            lines.append(f"invalid setting {dotted}: {message.removeprefix('Value error, ')}")
+            lines.append(f"invalid setting {dotted}: {message}")
         else:
             lines.append(f"invalid setting {dotted} ({_origin(location, toml or {})}): {message}")
     return "; ".join(lines)

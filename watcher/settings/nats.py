@@ -30,6 +30,9 @@ class NatsSettings(Section):
     stream_max_bytes: int = Field(-1, description="-1 = no limit")
     stream_replicas: int = Field(1, ge=1, le=5)
     publish_timeout: float = Field(5.0, gt=0)
+    silence_bucket: str = Field(
+        "dts_watcher_silences", description="JetStream key-value bucket of the silences"
+    )
 
     @field_validator("subject_prefix")
     @classmethod
@@ -38,11 +41,11 @@ class NatsSettings(Section):
             raise ValueError(f"{value!r} is not a NATS subject prefix like 'dts' or 'acme.dts'")
         return value
 
-    @field_validator("stream")
+    @field_validator("stream", "silence_bucket")
     @classmethod
     def _stream_name(cls, value: str) -> str:
         if not TOKEN.match(value):
-            raise ValueError(f"{value!r} is not a valid stream name (letters, digits, - and _)")
+            raise ValueError(f"{value!r} is not a valid name (letters, digits, - and _)")
         return value
 
     @property

@@ -35,6 +35,18 @@ COMMON_JOB_DATA: Final[dict[str, dict[str, Any]]] = {
     "job_type": {"enum": ["sync", "migration", "subscribe"]},
     "account": {"type": "string", "minLength": 1},
 }
+# Any event's `data` may carry `truncated` (never otherwise): it was over the size limit,
+# and this says what was cut (`watcher.wire`).
+TRUNCATED: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["original_bytes", "limit_bytes"],
+    "properties": {
+        "original_bytes": {"type": "integer"},
+        "limit_bytes": {"type": "integer"},
+        "removed": {"type": "array", "items": {"type": "string"}},
+        "shortened": {"type": "array", "items": {"type": "string"}},
+    },
+}
 _NULLABLE_STR: Final = {"type": ["string", "null"]}
 _JOB_OBJECT: Final = {"type": "object", "required": ["job_id", "region", "status"]}
 _TIME_OR_NULL: Final = {"type": ["string", "null"], "format": "date-time"}
@@ -289,6 +301,7 @@ HEARTBEAT = Kind(
         "incomplete_cycles": {"type": "integer"},
         "events_emitted": {"type": "object"},
         "outbox_depth": {"type": "integer"},
+        "dead_letters": {"type": "integer"},
         "last_complete_cycle": _TIME_OR_NULL,
         "regions_unavailable": {"type": "array", "items": {"type": "string"}},
         "nats_connected": {"type": "boolean"},
@@ -335,6 +348,31 @@ SOURCE_RECOVERED = Kind(
     _recovered_summary,
 )
 
+
+def _dead_letter_summary(data: Data) -> str:
+    return (
+        f"{data.get('event_type')} {data.get('event_id')} on {shorten(data.get('subject'), 80)} "
+        f"set aside ({data.get('bytes')} bytes): {shorten(data.get('reason'))}"
+    )
+
+
+EVENT_DEAD_LETTERED = Kind(
+    "event_dead_lettered",
+    "watcher",
+    "JetStream refused an event for good (too large, an unusable subject): it was set "
+    "aside in the state file's `dead_letters` table and the outbox went on",
+    always("critical"),
+    {
+        "event_id": {"type": "string"},
+        "event_type": _NULLABLE_STR,
+        "subject": {"type": "string"},
+        "bytes": {"type": "integer"},
+        "reason": {"type": "string"},
+    },
+    (),
+    _dead_letter_summary,
+)
+
 KINDS: Final[dict[str, Kind]] = {
     kind.name: kind
     for kind in (
@@ -350,6 +388,7 @@ KINDS: Final[dict[str, Kind]] = {
         CYCLE_INCOMPLETE,
         SOURCE_UNAVAILABLE,
         SOURCE_RECOVERED,
+        EVENT_DEAD_LETTERED,
     )
 }
 JOB_KINDS: Final = tuple(name for name, kind in KINDS.items() if kind.scope == "job")

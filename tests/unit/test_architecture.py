@@ -24,11 +24,33 @@ PACKAGE = ROOT / "watcher"
 
 # Lowest first. A module belongs to the first layer one of whose prefixes it starts with.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("watcher.errors", "watcher.fastjson", "watcher.faults", "watcher.signals")),
+    (
+        "foundation",
+        (
+            "watcher.errors",
+            "watcher.fastjson",
+            "watcher.faults",
+            "watcher.printable",
+            "watcher.signals",
+        ),
+    ),
     ("settings and logs", ("watcher.settings", "watcher.logs", "watcher.heap")),
-    ("the model", ("watcher.snapshot", "watcher.kinds", "watcher.events")),
+    (
+        "the model",
+        ("watcher.snapshot", "watcher.kinds", "watcher.subjects", "watcher.events", "watcher.wire"),
+    ),
     ("pure judgement", ("watcher.rules", "watcher.detect", "watcher.source_health")),
-    ("DTS, state, NATS", ("watcher.dts", "watcher.store", "watcher.publish")),
+    (
+        "DTS, state, NATS",
+        (
+            "watcher.dts",
+            "watcher.store",
+            "watcher.natsconn",
+            "watcher.streamcheck",
+            "watcher.pubacks",
+            "watcher.publish",
+        ),
+    ),
     ("what the service knows", ("watcher.status", "watcher.metrics", "watcher.http")),
     ("the cycle and the service", ("watcher.cycle", "watcher.service")),
     ("commands", ("watcher.probe", "watcher.tail", "watcher.cli", "watcher.__main__")),

@@ -28,6 +28,7 @@ from pydantic_settings import (
 from watcher.errors import ConfigError
 from watcher.settings.common import CONFIG_ENV, ENV_PREFIX, redact_url
 from watcher.settings.dts import CredentialsSettings, DtsSettings
+from watcher.settings.events import EventsSettings
 from watcher.settings.nats import NatsSettings
 from watcher.settings.rules import RulesSettings
 from watcher.settings.service import (
@@ -50,6 +51,7 @@ class Settings(BaseSettings):
     dts: DtsSettings = Field(default_factory=DtsSettings)
     credentials: CredentialsSettings = Field(default_factory=CredentialsSettings)
     nats: NatsSettings = Field(default_factory=NatsSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     poll: PollSettings = Field(default_factory=PollSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)

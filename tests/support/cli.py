@@ -82,11 +82,16 @@ def command(*args: str) -> list[str]:
 
 
 def run_cli(
-    *args: str, env: Mapping[str, str], cwd: Path, timeout: float = 60.0
+    *args: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout: float = 60.0,
+    prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run one command to completion (killed if it outlives `timeout`)."""
+    """Run one command to completion (killed if it outlives `timeout`); `prefix` runs it
+    through another command (see tests/support/brokenfs.py)."""
     return subprocess.run(
-        command(*args),
+        [*prefix, *command(*args)],
         env=dict(env),
         cwd=cwd,
         stdin=subprocess.DEVNULL,
@@ -127,13 +132,15 @@ async def eventually(
 class CliProcess:
     """A `dts-watcher` command running in the background, its output collected by line."""
 
-    def __init__(self, *args: str, env: Mapping[str, str], cwd: Path) -> None:
+    def __init__(
+        self, *args: str, env: Mapping[str, str], cwd: Path, prefix: Sequence[str] = ()
+    ) -> None:
         self.args = args
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
         self._changed = threading.Condition()
         self.popen = subprocess.Popen(
-            command(*args),
+            [*prefix, *command(*args)],
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,

@@ -4,6 +4,7 @@ the outbox, schema migration, bad files."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 from datetime import UTC, datetime
@@ -332,3 +333,29 @@ def test_a_schema_2_file_is_rekeyed_so_any_key_round_trips(tmp_path: Path) -> No
 def test_property_any_job_key_round_trips(parts: tuple[str, str, str, str]) -> None:
     key = JobKey(*parts)
     assert JobKey.decode(key.encode()) == key
+
+
+def test_one_process_at_a_time_per_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    in_use = rf"in use by another dts-watcher \(pid {os.getpid()},"
+    with Store.open(path), pytest.raises(StateError, match=in_use):
+        Store.open(path)
+    with Store.open(path) as again:  # closed: free again
+        assert again.outbox_depth() == 0
+
+
+def test_an_event_set_aside_leaves_the_outbox_for_dead_letters(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with Store.open(path) as store:
+        commit(store, detect(None, snap(job("a"), job("b")), Memory(), Rules(), NOW), "dts")
+        first, second = store.pending()
+        store.dead_letter(first.seq, "too large even trimmed")
+        assert [p.id for p in store.pending()] == [second.id]
+        (letter,) = store.dead_letters()
+        assert (letter.id, letter.subject) == (first.id, first.subject)
+        assert letter.payload == first.payload
+        assert letter.reason == "too large even trimmed" and store.dead_letter_count() == 1
+        store._db.execute("DROP TABLE dead_letters")  # as a file of an older version
+    with Store.open(path) as older:  # gains the table on open, schema unchanged
+        assert older.dead_letter_count() == 0
+        assert older.meta()["schema_version"] == str(SCHEMA_VERSION)

@@ -77,6 +77,6 @@ def _cannot_lock(state: Path, path: Path, exc: OSError) -> str:
             f"state file {state} cannot be locked: its folder is read-only for this user "
             f"({exc.strerror}: {path}); make {state.parent} writable by uid {os.geteuid()} "
             "(the watcher writes its lock, and SQLite its -wal and -shm files, beside the "
-            "state); nothing in the state is lost"
+            "state); nothing in it is lost"
         )
     return f"state file {state} cannot be locked ({exc.strerror}: {path})"

@@ -143,6 +143,7 @@ class Store:
                 ) from None
         try:
             db.execute(codec.DEAD_LETTERS)  # a table older files lack (no schema change)
+            _try_a_write(db)
         except sqlite3.Error as exc:
             db.close()
             raise failures.at_open(path, exc) from None
@@ -452,3 +453,13 @@ class Store:
     def meta(self) -> dict[str, Any]:
         with self._lock:
             return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+
+def _try_a_write(db: sqlite3.Connection) -> None:
+    """Write, and roll back: SQLite opens a file it may not write read-only without a
+    word, and only the first real write would say so (in the middle of a cycle)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
+    finally:
+        db.execute("ROLLBACK")

@@ -49,8 +49,8 @@ __all__ = [
 
 def subject_token(value: str) -> str:
     """`value` as one NATS subject token (see the module's docstring for the rule)."""
-    if value.isascii() and value.isalnum():  # DTS ids: a storm has 10,000 of them
-        return value
+    if len(value) <= MAX_ESCAPED and value.isascii() and value.isalnum():
+        return value  # a DTS id, quickly: a storm has 10,000 of them
     escaped = "".join(
         c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
         for c in value

@@ -20,6 +20,7 @@ from watcher.errors import PublishError
 from watcher.events import watcher_event
 from watcher.probe import probe_nats
 from watcher.publish import Publisher
+from watcher.status import Status
 from watcher.store import Store
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -87,7 +88,9 @@ async def test_the_publisher_says_why_and_keeps_the_events(
         try:
             with pytest.raises(PublishError, match=reason):
                 await publisher.timed_drain()
-            assert reason in (publisher.problem or "")  # what /readyz shows
+            status = Status(nats_connected=lambda: True, publish_problem=lambda: publisher.problem)
+            (said,) = [r for r in status.readiness() if "JetStream does not take them" in r]
+            assert reason in said  # /readyz gives the stream's problem, not "NATS"
         finally:
             await publisher.close()
         assert store.outbox_depth() == 1

@@ -13,12 +13,15 @@ from typing import Any
 
 import pytest
 
+from dts_sim import Simulator
 from dts_sim.natsserver import NatsServer
-from tests.support.cli import cli_env, json_lines, run_cli
+from tests.support.cli import cli_env, json_lines, run_cli, watcher_env
 from tests.support.fakenats import FakeNats, tls_files
+from tests.support.watcher import make_settings
 from watcher.errors import PublishError
 from watcher.events import watcher_event
 from watcher.logs import configure
+from watcher.probe import probe_nats
 from watcher.publish import Publisher
 from watcher.settings import NatsSettings
 from watcher.store import Store
@@ -82,19 +85,43 @@ async def test_a_server_that_does_not_offer_tls_gets_nothing(
         assert "TLS is configured, but the server did not start TLS" in str(refused.value)
 
 
-def test_once_and_tail_refuse_a_server_that_does_not_offer_tls(
+async def test_the_probe_names_a_server_that_does_not_offer_tls(
     tmp_path: Path, certs: tuple[Path, Path]
 ) -> None:
     cert, _ = certs
     with FakeNats() as fake:
-        env = cli_env(
-            {
-                "DTS_WATCHER_NATS__URL": f"tls://127.0.0.1:{fake.port}",
-                "DTS_WATCHER_NATS__TOKEN": SECRETS["token"],
-                "DTS_WATCHER_NATS__TLS_CA_FILE": str(cert),
-                "DTS_WATCHER_NATS__CONNECT_TIMEOUT": "1",
-            }
+        settings = make_settings(
+            tmp_path,
+            f"tls://127.0.0.1:{fake.port}",
+            "http://127.0.0.1:1",
+            ["cn-hangzhou"],
+            nats={"tls_ca_file": cert, "token": SECRETS["token"]},
         )
+        verdict = await probe_nats(settings)
+        seen = fake.seen()
+    assert not verdict.ok
+    assert "did not start TLS" in verdict.message, verdict.message
+    assert SECRETS["token"].encode() not in seen and b"CONNECT" not in seen
+
+
+def test_once_and_tail_refuse_a_server_that_does_not_offer_tls(
+    tmp_path: Path, certs: tuple[Path, Path], simulator: Simulator
+) -> None:
+    cert, _ = certs
+    simulator.add_job({"id": "dtstls01", "region": "cn-hangzhou"})
+    with FakeNats() as fake:
+        env = watcher_env(
+            tmp_path / "state.sqlite3",
+            f"tls://127.0.0.1:{fake.port}",
+            simulator.url,
+            ["cn-hangzhou"],
+            DTS_WATCHER_NATS__TOKEN=SECRETS["token"],
+            DTS_WATCHER_NATS__TLS_CA_FILE=str(cert),
+            DTS_WATCHER_NATS__CONNECT_TIMEOUT="1",
+        )
+        once = run_cli("once", "--publish-timeout", "5", env=env, cwd=tmp_path, timeout=60)
+        assert once.returncode == 1, once.stderr
+        assert "TLS is configured, but the server did not start TLS" in once.stderr
         # bounded: the run is killed (and the test fails) long before --wait would end it
         tail = run_cli("tail", "--wait", "3600", env=env, cwd=tmp_path, timeout=60)
         assert tail.returncode == 1, tail.stderr

@@ -174,7 +174,7 @@ class Watcher:
         while True:
             await anyio.sleep(interval)
             try:
-                data = await anyio.to_thread.run_sync(self.status.heartbeat)
+                data = self.status.heartbeat()  # two quick SQLite reads, on this thread
             except StateError as exc:
                 log.warning("heartbeat.skipped", reason=str(exc))
                 continue

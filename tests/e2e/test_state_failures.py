@@ -132,6 +132,30 @@ async def test_a_full_disk_turns_readiness_false_and_the_watcher_recovers(
     assert [e["type"] for e in stream][-1] == "dts.watcher.stopped"
 
 
+@pytest.mark.anyio
+async def test_stopped_while_the_disk_is_full_it_exits_cleanly_keeping_its_outbox(
+    tmp_path: Path, nats_server: NatsServer, simulator: Simulator
+) -> None:
+    simulator.add_job({"id": "dtsdisk02", "region": "cn-hangzhou"})
+    env = env_for(tmp_path, nats_server, simulator, DTS_WATCHER_HEALTH__HEARTBEAT_INTERVAL="1")
+    with CliProcess("run", env=env, cwd=tmp_path, prefix=IGNORING_XFSZ) as watcher:
+        watcher.wait_for_line(lambda line: '"cycle.done"' in line, stream="stderr")
+        fill_disk(watcher.popen.pid)
+        await eventually(
+            lambda: bool(events_logged(watcher, "state.write_failed")), what=watcher.describe
+        )
+        watcher.send_signal(signal.SIGTERM)
+        assert await watcher.wait_async() == 0, watcher.describe()
+    no_traceback(watcher)
+    not_saved = [line["kind"] for line in events_logged(watcher, "event.not_saved")]
+    assert "stopped" in not_saved  # said, not raised
+    # the state is intact: the next run starts from it and announces nothing again
+    again = run_cli("once", "--publish-timeout", "20", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    discovered = [e for e in await read_stream(nats_server.url) if e["type"].endswith("discovered")]
+    assert len(discovered) == 1
+
+
 # -- a state that became unusable ---------------------------------------------------------
 
 

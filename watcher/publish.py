@@ -183,7 +183,7 @@ class Publisher:
             info = await self._create_stream(js, name, [f"{prefix}.>"])
         except Exception as exc:
             raise PublishError(f"cannot look up stream {name}: {why(exc)}") from None
-        problems = stream_problems(info, prefix) if info is not None else []
+        problems = stream_problems(info, prefix)
         refusals = [p for p in problems if p.level == "refuses"]
         if refusals:
             raise PublishError(f"stream {name} {refusals[0]}")
@@ -191,7 +191,7 @@ class Publisher:
             if problem.text not in self._stream_said:  # once per problem, not per drain
                 self._stream_said.add(problem.text)
                 log.warning("nats.stream_config", stream=name, problem=problem.text)
-        self._learn_limit(info.config.max_msg_size if info is not None else None)
+        self._learn_limit(info.config.max_msg_size)
         self._stream_checked = True
 
     async def _create_stream(self, js: Any, name: str, subjects: list[str]) -> Any:

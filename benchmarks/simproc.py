@@ -119,7 +119,9 @@ class SimProcess:
     # -- admin API -------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
-        response = self._http.request(method, f"{self.url}/_sim{path}", json=body)
+        # The admin API takes JSON only, body or not (a web page cannot forge that).
+        headers = {"Content-Type": "application/json"}
+        response = self._http.request(method, f"{self.url}/_sim{path}", json=body, headers=headers)
         response.raise_for_status()
         return response.json()
 

@@ -16,6 +16,14 @@ attribute `silenced` is set) are acknowledged and skipped: someone is working on
 job. When the silence ends, the watcher reminds of whatever is still wrong (`reminder`,
 `reason: silence_ended`), which is not silenced, so nothing is missed.
 
+Anyone who can publish on the stream can put anything in it, so nothing a message says is
+trusted: a message that is not an event (not JSON, JSON nested too deeply to decode, not a
+CloudEvent with an `id`, a `type` and an object as `data`) can never be handled, so it is
+terminated (`term`: never redelivered, nothing behind it waits), counted and reported; an
+action that keeps failing is terminated at its last delivery; and everything printed has
+terminal control characters shown as escapes (`safe`), so a job name cannot clear the
+screen, rewrite a line or set the clipboard.
+
 What it reacts to (the rest is acknowledged and ignored):
 
 - `dts.job.status_changed` into `Failed`: the job stopped. Here it prints what a real
@@ -41,6 +49,7 @@ import argparse
 import asyncio
 import json
 import signal
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +60,29 @@ import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 Say = Callable[[str], None]
+
+MAX_DELIVER = 10  # deliveries of one event before JetStream gives up on it
+
+
+def safe(value: object) -> str:
+    """`value` as text with every terminal control character (C0, DEL, C1, bidi and
+    zero-width characters, line separators) shown as a visible escape."""
+    text = str(value)
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(_escape(c) if _unsafe(c) else c for c in text)
+
+
+def _unsafe(char: str) -> bool:
+    code = ord(char)
+    if code < 0x20 or 0x7F <= code <= 0x9F:
+        return True
+    return code >= 0xA0 and unicodedata.category(char) in ("Cf", "Zl", "Zp", "Cs")
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 class Remediator:
@@ -76,7 +108,7 @@ class Remediator:
 
     async def on_failed(self, data: Mapping[str, Any]) -> None:
         self.say(
-            f"FAILED {where(data)}: {data.get('error_message') or 'no error message'} "
+            f"FAILED {where(data)}: {safe(data.get('error_message') or 'no error message')} "
             f"-> restart it (dts:StartSynchronizationJob) once the cause is fixed, or page "
             f"the owner"
         )
@@ -89,18 +121,22 @@ class Remediator:
         )
 
     async def on_precheck_failed(self, data: Mapping[str, Any]) -> None:
-        for item in data.get("failed_items") or []:
+        items = data.get("failed_items")
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, Mapping):
+                continue
             self.say(
-                f"PRECHECK {where(data)}: {item.get('item_name')}: {item.get('error_message')} "
-                f"-> repair method {item.get('repair_method') or 'none given'}"
+                f"PRECHECK {where(data)}: {safe(item.get('item_name'))}: "
+                f"{safe(item.get('error_message'))} "
+                f"-> repair method {safe(item.get('repair_method') or 'none given')}"
             )
 
 
 def where(data: Mapping[str, Any]) -> str:
     direction = data.get("direction")
-    suffix = f"/{direction}" if direction not in (None, "Forward") else ""
-    name = f" ({data['job_name']})" if data.get("job_name") else ""
-    return f"{data.get('region')}/{data.get('job_id')}{suffix}{name}"
+    suffix = f"/{safe(direction)}" if direction not in (None, "Forward") else ""
+    name = f" ({safe(data['job_name'])})" if data.get("job_name") else ""
+    return f"{safe(data.get('region'))}/{safe(data.get('job_id'))}{suffix}{name}"
 
 
 @dataclass
@@ -110,7 +146,8 @@ class Tally:
     duplicates: int = 0  # already handled (redelivered after a lost ack)
     silenced: int = 0  # a silence covered the job: acknowledged, not acted upon
     retried: int = 0  # actions that failed: negatively acknowledged, to come again
-    rejected: int = 0  # not JSON: terminated, never redelivered
+    rejected: int = 0  # not events: terminated, never redelivered
+    gave_up: int = 0  # actions that failed at their last delivery: terminated
     seen: OrderedDict[str, None] = field(default_factory=OrderedDict, repr=False)
 
 
@@ -138,7 +175,7 @@ async def consume(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,  # nothing counts as handled until we say so
             ack_wait=60,  # seconds to act before JetStream redelivers
-            max_deliver=10,  # then give up on an event that keeps failing
+            max_deliver=MAX_DELIVER,  # then give up on an event that keeps failing
             deliver_policy=DeliverPolicy.ALL,  # a new consumer starts at the oldest event
         )
         sub = await js.pull_subscribe(
@@ -158,16 +195,41 @@ async def consume(
     return tally
 
 
+def decode(data: bytes) -> dict[str, Any]:
+    """The event in a message; ValueError saying why it is none."""
+    try:
+        event = json.loads(data)
+    except RecursionError:  # 100,000 nested brackets: the decoder's stack, not ours
+        raise ValueError("JSON nested too deeply") from None
+    except ValueError as exc:  # not UTF-8, not JSON
+        raise ValueError(f"not JSON ({type(exc).__name__})") from None
+    if not isinstance(event, dict):
+        raise ValueError("not a JSON object")
+    if not isinstance(event.get("id"), str) or not event["id"]:
+        raise ValueError("no CloudEvents id")
+    if not isinstance(event.get("type"), str) or not isinstance(event.get("data"), dict):
+        raise ValueError("no CloudEvents type, or data that is not an object")
+    return event
+
+
+def _deliveries(msg: Any) -> int:
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:  # not a JetStream message: no count
+        return 1
+
+
 async def _one(
     msg: Any, remediator: Remediator, tally: Tally, retry_delay: float, remember: int
 ) -> None:
     try:
-        event = json.loads(msg.data)
-        event_id = str(event["id"])
-    except (ValueError, KeyError, TypeError):
+        event = decode(msg.data)
+    except ValueError as exc:
         tally.rejected += 1
+        remediator.say(f"REJECTED a message on {safe(msg.subject)}: {exc}")
         await msg.term()  # a message that can never be handled: do not redeliver it
         return
+    event_id = event["id"]
     if event_id in tally.seen:
         tally.duplicates += 1
         await msg.ack_sync()
@@ -179,8 +241,14 @@ async def _one(
     try:
         acted = await remediator.handle(event)
     except Exception as exc:  # the action failed: try again later
+        reason = safe(f"{type(exc).__name__}: {exc}")[:300]
+        if _deliveries(msg) >= MAX_DELIVER:
+            tally.gave_up += 1
+            remediator.say(f"GAVE UP {safe(event_id)} after {MAX_DELIVER} deliveries: {reason}")
+            await msg.term()
+            return
         tally.retried += 1
-        remediator.say(f"RETRY {event_id}: {type(exc).__name__}: {exc}")
+        remediator.say(f"RETRY {safe(event_id)}: {reason}")
         await msg.nak(delay=retry_delay)
         return
     await msg.ack_sync()  # only now: acted upon, and the server confirms the ack

@@ -31,6 +31,7 @@ import anyio.lowlevel
 
 from watcher.detect import Detection, Memory, PageByPage, Rules, detect
 from watcher.dts.client import DtsClient
+from watcher.errors import StateError
 from watcher.events import Event, watcher_event
 from watcher.faults import crash_point
 from watcher.logs import get_logger
@@ -174,12 +175,18 @@ class Cycle:
                         early.extend(found.events)
                         self.publisher.wake()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(judge)
-            async with send:
-                snapshot = await self.client.fetch(
-                    on_page=on_page, deadline=self.settings.poll.cycle_timeout
-                )
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(judge)
+                async with send:
+                    snapshot = await self.client.fetch(
+                        on_page=on_page, deadline=self.settings.poll.cycle_timeout
+                    )
+        except BaseExceptionGroup as group:  # a page not saved: the state's error, as itself
+            failed = group.subgroup(StateError)
+            if failed is None:
+                raise
+            raise _first(failed) from None
         return snapshot, early, pages.finish(snapshot, self._now(), self._silencing())
 
     async def _commit(self, detection: Detection, own: list[Event]) -> None:
@@ -226,6 +233,11 @@ class Cycle:
 
 def _where(outcome: RegionOutcome) -> dict[str, str]:
     return {} if outcome.account == DEFAULT_ACCOUNT else outcome.where()
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def log_events(

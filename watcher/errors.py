@@ -10,6 +10,8 @@ The branches say whose side the problem is on:
     │   ├── CredentialsError   no usable credentials (exit 2 at start-up)
     │   └── DtsError           a DTS call that failed for good (a region's failure)
     ├── StateError       the state file cannot be used (exit 2)
+    │   ├── StateUnusable      found unusable while running: corrupt, deleted, replaced
+    │   └── StateWriteError    cannot be written right now (disk full, read-only, I/O)
     ├── PublishError     JetStream unreachable or refusing (the outbox keeps the events)
     └── MissingExtra     a command needs a package that is not installed (exit 2)
 
@@ -41,6 +43,16 @@ class CredentialsError(SourceError):
 
 class StateError(WatcherError):
     """The state file cannot be used; the message says why and how to recover."""
+
+
+class StateUnusable(StateError):
+    """The state file went bad under a running watcher (corrupt rows, deleted, replaced):
+    the service reports it once, flushes what it can and exits 2, as at start-up."""
+
+
+class StateWriteError(StateError):
+    """The state file cannot be written right now (disk full, read-only, an I/O error):
+    the service stays up, not ready, and tries again each cycle; nothing is lost."""
 
 
 class PublishError(WatcherError):

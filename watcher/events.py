@@ -7,9 +7,10 @@ mode (header `Content-Type: application/cloudevents+json`), published on
     <prefix>.watcher.<kind>                   for the watcher's own
 
 with header `Nats-Msg-Id` equal to the event `id`, so JetStream's duplicate window
-absorbs a re-publish after a crash. Job events are created by the pure `detect()`, which
-derives ids deterministically from the job, the kind and the cycle; watcher events are
-created by the service with random ids.
+absorbs a re-publish after a crash. A region or id is escaped into one token
+(`watcher.subjects`): two jobs never share a subject. Job events are created by the
+pure `detect()`, which derives ids deterministically from the job, the kind and the
+cycle; watcher events are created by the service with random ids.
 
 The kinds themselves (severity rules, `data` schemas, summaries, log fields) are declared
 in `watcher.kinds`; this module is the envelope around them: attributes, subjects, the
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -34,11 +34,13 @@ from watcher.kinds import (
     JOB_KINDS,
     KINDS,
     SEVERITIES,
+    TRUNCATED,
     WATCHER_KINDS,
     Kind,
     Severity,
     summary_detail,
 )
+from watcher.subjects import job_subject, subject_token, watcher_subject
 
 if TYPE_CHECKING:
     from watcher.snapshot import JobState
@@ -67,14 +69,6 @@ __all__ = [
 ]
 
 _ID_NAMESPACE: Final = uuid.UUID("6f1d3c52-8f2e-4a39-9a57-3f0b2d1c7e44")
-_UNSAFE_TOKEN = re.compile(r"[\s.*>]")
-
-
-def subject_token(text: str) -> str:
-    """A value made safe as one NATS subject token (no dots, wildcards or spaces)."""
-    if text.isalnum():  # DTS job ids: nothing to replace, and a storm has 10,000 of them
-        return text
-    return _UNSAFE_TOKEN.sub("_", text) or "_"
 
 
 @functools.lru_cache(maxsize=256)
@@ -117,12 +111,10 @@ class Event:
         return f"{SOURCE_ROOT}/{self.region}"
 
     def nats_subject(self, prefix: str) -> str:
+        """The subject it is published on (`watcher.subjects` says how ids are escaped)."""
         if self.region is not None and self.job_id is not None:
-            return (
-                f"{prefix}.job.{subject_token(self.region)}."
-                f"{subject_token(self.job_id)}.{self.kind}"
-            )
-        return f"{prefix}.watcher.{self.kind}"
+            return job_subject(prefix, self.region, self.job_id, self.kind)
+        return watcher_subject(prefix, self.kind)
 
     def envelope(self) -> dict[str, Any]:
         """The CloudEvents 1.0 structured-mode document."""
@@ -221,8 +213,12 @@ class WithJob(Mapping[str, Any]):
 
 
 def parse_envelope(raw: bytes) -> dict[str, Any]:
-    """Decode a received envelope (consumers, `tail`); raises ValueError if it is not one."""
-    document = json.loads(raw)
+    """Decode a received envelope (consumers, `tail`); raises ValueError if it is not one
+    (JSON nested too deeply to decode included)."""
+    try:
+        document = json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(document, dict) or document.get("specversion") != SPECVERSION:
         raise ValueError("not a CloudEvents 1.0 structured-mode document")
     return document
@@ -299,7 +295,7 @@ def _job_variant(kind: Kind) -> dict[str, Any]:
             "data": {
                 "type": "object",
                 "required": [*COMMON_JOB_DATA, *kind.required],
-                "properties": {**COMMON_JOB_DATA, **kind.properties},
+                "properties": {**COMMON_JOB_DATA, **kind.properties, "truncated": TRUNCATED},
             },
         },
     }
@@ -312,6 +308,9 @@ def _watcher_variant(kind: Kind) -> dict[str, Any]:
         "properties": {
             "type": {"const": kind.type},
             "subject": {"const": "watcher"},
-            "data": {"type": "object", "properties": dict(kind.properties)},
+            "data": {
+                "type": "object",
+                "properties": {**kind.properties, "truncated": TRUNCATED},
+            },
         },
     }

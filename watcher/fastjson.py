@@ -5,7 +5,8 @@ event five times faster (docs/performance.md). It is not a drop-in replacement, 
 
 - decoding, it refuses what the json module accepts beyond the standard (NaN, Infinity,
   lone surrogates, a BOM, UTF-16), and it turns an integer beyond 64 bits into a float;
-- encoding, it refuses integers beyond 64 bits.
+- encoding, it refuses integers beyond 64 bits, and strings holding a lone surrogate
+  (which JSON text can carry as `\ud800`, and the json module decodes).
 
 So each function here tries orjson and falls back to the json module exactly where the
 two would differ: callers get the json module's result, sooner.
@@ -45,7 +46,11 @@ def dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: escaped, the text is valid UTF-8
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def dumps_text(value: Any) -> str:

@@ -42,6 +42,7 @@ from prometheus_client.exposition import choose_encoder
 
 from watcher import __version__
 from watcher.dts.client import ClientStats
+from watcher.errors import StateError
 from watcher.events import Event
 from watcher.snapshot import Shard, Snapshot
 from watcher.status import Status
@@ -149,7 +150,10 @@ class Metrics:
         """Read what needs I/O (the outbox depth, from SQLite) in a worker thread."""
         status = self._live.status
         if status is not None:
-            self._live.outbox_depth = await anyio.to_thread.run_sync(status.outbox_depth)
+            try:
+                self._live.outbox_depth = await anyio.to_thread.run_sync(status.outbox_depth)
+            except StateError:  # an unreadable state: the rest of the metrics still count
+                self._live.outbox_depth = None
 
     async def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition (body, content type) for an HTTP `Accept` header."""
@@ -220,6 +224,17 @@ def _publisher_metrics(status: Status, outbox_depth: int | None) -> Iterable[Met
         PREFIX + "publish_failures",
         "Drains of the outbox that ended with events not acknowledged.",
         value=status.publishing.failures,
+    )
+    yield CounterMetricFamily(
+        PREFIX + "events_dead_lettered",
+        "Events JetStream refused for good (too large, an unusable subject), set aside in "
+        "the state file's dead_letters table.",
+        value=status.publishing.dead_lettered,
+    )
+    yield GaugeMetricFamily(
+        PREFIX + "state_writable",
+        "0 while the state file cannot be written (disk full, read-only), else 1.",
+        value=0 if status.state_problem else 1,
     )
     if outbox_depth is not None:
         yield GaugeMetricFamily(

@@ -26,19 +26,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import nats
 import nats.errors
 import nats.js.errors
 
+from watcher import natsconn
 from watcher.dts.apis import ShardSource
 from watcher.dts.client import ACTION, DtsClient, DtsError, endpoint_host
 from watcher.dts.credentials import CredentialsError, describe
 from watcher.dts.credentials.accounts import account_providers
 from watcher.dts.wiring import shard_sources
 from watcher.errors import why
-from watcher.publish import connect_options
 from watcher.settings import Settings
 from watcher.settings.regions import unknown_region_warnings
+from watcher.streamcheck import stream_problems
 
 PROBE_PAGE_SIZE = 10
 
@@ -238,7 +238,7 @@ async def probe_nats(settings: Settings) -> Verdict:
     s = settings.nats
     where = s.display_url
     try:
-        options = connect_options(s)
+        natsconn.connect_options(s)
     except (OSError, ssl.SSLError) as exc:
         return Verdict("NATS", False, f"the TLS files cannot be loaded: {exc}")
     errors: list[BaseException] = []
@@ -246,16 +246,16 @@ async def probe_nats(settings: Settings) -> Verdict:
     async def collect(exc: Exception) -> None:
         errors.append(exc)
 
-    options.update(
-        allow_reconnect=False,
-        max_reconnect_attempts=1,  # each server tried twice, then NoServersError
-        reconnect_time_wait=0.1,
-        error_cb=collect,
-    )
     budget = s.connect_timeout * 2 * len(s.servers) + 2
     try:
         with anyio.fail_after(budget):
-            nc = await nats.connect(**options)
+            nc = await natsconn.connect(
+                s,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,  # each server tried twice, then NoServersError
+                reconnect_time_wait=0.1,
+                error_cb=collect,
+            )
     except TimeoutError:
         why = explain_connection(errors, where) if errors else None
         return Verdict("NATS", False, why or f"no answer within {budget:g}s from {where}")
@@ -290,18 +290,20 @@ async def _check_stream(nc: Any, settings: Settings) -> Verdict:
         return Verdict(
             "NATS", False, f"connected to {server}, but the stream lookup failed: {why(exc)}"
         )
-    subjects = list(info.config.subjects or [])
-    if not any(subject in subjects for subject in (wanted, ">")):
+    tls = ", TLS" if natsconn.encrypted(nc) else ""
+    problems = stream_problems(info, s.subject_prefix)
+    wrong = [str(p) for p in problems if p.level != "note"]
+    notes = "".join(f"; note: it {p}" for p in problems if p.level == "note")
+    if wrong:
         return Verdict(
             "NATS",
             False,
-            f"connected to {server}; stream {s.stream} exists but does not capture {wanted} "
-            f"(its subjects: {subjects})",
+            f"connected to {server}{tls}; stream {s.stream} " + "; and it ".join(wrong),
         )
     return Verdict(
         "NATS",
         True,
-        f"connected to {server}; stream {s.stream} holds {info.state.messages} events",
+        f"connected to {server}{tls}; stream {s.stream} holds {info.state.messages} events" + notes,
     )
 
 
@@ -327,6 +329,9 @@ def explain_connection(
         )
     if any(isinstance(e, ConnectionRefusedError) for e in meaningful):
         return f"connection refused at {_hostport(where)}"
+    for exc in meaningful:
+        if isinstance(exc, natsconn.TlsNotOffered):
+            return f"{where}: {exc}"
     if any(isinstance(e, TimeoutError | nats.errors.TimeoutError) for e in meaningful):
         return f"no answer from {where} in time (a firewall in the way?)"
     if meaningful:

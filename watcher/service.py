@@ -16,6 +16,14 @@ task group holding:
 SIGTERM or SIGINT lets the cycle in flight finish if it can within `STOP_GRACE` seconds
 (else it is abandoned: whatever it had not committed is read again by the next run, so
 nothing is lost), publishes `stopped`, flushes the outbox (bounded wait) and returns.
+
+When the state file fails under it (`watcher.store.failures`): one that cannot be written
+right now (disk full, read-only) turns `/readyz` false with the reason, is logged once
+(`state.write_failed`, and `state.recovered` when a cycle saves again) and retried each
+cycle, the outbox still drained; nothing is lost, since a change not saved is detected
+again. One that became unusable (corrupt rows, the file deleted or replaced) is reported
+once (`state.unusable`), the outbox flushed as far as NATS allows, and `run` raises it:
+the command exits 2 with the same words as at start-up, where the operator must act.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from watcher import __version__
 from watcher.cycle import Cycle, CycleResult
 from watcher.dts.client import DtsClient
 from watcher.dts.wiring import client_for
+from watcher.errors import StateError, StateUnusable, StateWriteError
 from watcher.events import Severity, watcher_event
 from watcher.heap import Heap
 from watcher.http import HttpServeError, serve_http
@@ -45,7 +54,7 @@ from watcher.silence_bucket import SilenceFollower
 from watcher.silencing import Silence, Silencing
 from watcher.snapshot import Snapshot
 from watcher.status import Status
-from watcher.store import Store
+from watcher.store import OutboxEntry, Store
 
 log = get_logger("watcher.service")
 _SHUTDOWN_FLUSH = 10.0  # seconds the outbox may take to drain when stopping
@@ -79,6 +88,8 @@ class Watcher:
             outbox_depth=store.outbox_depth,
             nats_connected=lambda: publisher.connected,
             stale_after=settings.health.stale_after or STALE_INTERVALS * settings.poll.interval,
+            publish_problem=lambda: publisher.problem,
+            dead_letters=store.dead_letter_count,
         )
         self._silencing = Silencing(windows=settings.rules.maintenance)
         self.silences = SilenceFollower(settings.nats, on_change=self._silences_changed)
@@ -87,6 +98,7 @@ class Watcher:
         self.status.now = now
         self.metrics = Metrics(self.status)
         publisher.on_drained = self.metrics.observe_publish
+        publisher.on_dead_letter = self._dead_lettered
         self._cycle = Cycle(
             settings, client, store, publisher, self.status, self.metrics, now, self.silencing
         )
@@ -133,6 +145,7 @@ class Watcher:
             raise
 
     async def _serve(self, stop: anyio.Event, handle_signals: bool) -> None:
+        unusable: StateUnusable | None = None
         async with anyio.create_task_group() as tg:
             http = self.settings.http
             if http.port:
@@ -149,12 +162,19 @@ class Watcher:
                 await self.silences.tried.wait()
             if self.settings.health.heartbeat_interval > 0:
                 tg.start_soon(self._heartbeat, self.settings.health.heartbeat_interval)
-            await self._cycles(stop)
+            try:
+                await self._cycles(stop)
+            except StateUnusable as exc:
+                log.error("state.unusable", reason=str(exc))
+                unusable = exc
             log.info("service.stopping")
-            self._announce("stopped", "info", self._identity())
+            if unusable is None:
+                self._announce("stopped", "info", self._identity())
             if not await self.flush(within=_SHUTDOWN_FLUSH):
-                log.warning("service.outbox_not_empty", outbox_depth=self.store.outbox_depth())
+                log.warning("service.outbox_not_empty", outbox_depth=self.publisher.depth())
             tg.cancel_scope.cancel()
+        if unusable is not None:
+            raise unusable
 
     async def _cycles(self, stop: anyio.Event) -> None:
         interval, jitter = self.settings.poll.interval, self.settings.poll.jitter
@@ -162,6 +182,11 @@ class Watcher:
             began = time.monotonic()
             try:
                 await self._cycle_until_stopped(stop)
+                self._state_saved()
+            except StateUnusable:
+                raise
+            except StateWriteError as exc:
+                self._state_not_saved(exc)
             except Exception:  # one broken cycle must not end the service
                 log.exception("cycle.crashed")
             self._heap.settle()
@@ -189,10 +214,42 @@ class Watcher:
         if scope is not None:
             scope.deadline = min(scope.deadline, anyio.current_time() + STOP_GRACE)
 
+    def _state_not_saved(self, exc: StateWriteError) -> None:
+        """A cycle could not be saved: not ready, said once per distinct reason."""
+        if self.status.state_problem != str(exc):
+            log.warning("state.write_failed", reason=str(exc))
+        self.status.state_problem = str(exc)
+
+    def _state_saved(self) -> None:
+        if self.status.state_problem is not None:
+            log.info("state.recovered", was=self.status.state_problem)
+            self.status.state_problem = None
+
     async def _heartbeat(self, interval: float) -> None:
         while True:
             await anyio.sleep(interval)
-            self._announce("heartbeat", "info", self.status.heartbeat())
+            try:
+                data = self.status.heartbeat()  # two quick SQLite reads, on this thread
+            except StateError as exc:
+                log.warning("heartbeat.skipped", reason=str(exc))
+                continue
+            self._announce("heartbeat", "info", data)
+
+    def _dead_lettered(self, entry: OutboxEntry, reason: str) -> None:
+        """An event was set aside (`watcher.publish`): announce it, unless it was itself
+        such an announcement (which would go round and round)."""
+        if entry.subject.endswith(".watcher.event_dead_lettered"):
+            return
+        kind = entry.subject.rsplit(".", 1)[-1]
+        scope = "watcher" if ".watcher." in entry.subject else "job"
+        data = {
+            "event_id": entry.id,
+            "event_type": f"dts.{scope}.{kind}"[:100],
+            "subject": entry.subject[:300],
+            "bytes": len(entry.payload),
+            "reason": reason[:1000],
+        }
+        self._announce("event_dead_lettered", "critical", data)
 
     def _identity(self) -> dict[str, Any]:
         return {
@@ -203,7 +260,12 @@ class Watcher:
         }
 
     def _announce(self, kind: str, severity: Severity, data: dict[str, Any]) -> None:
-        self._cycle.announce(watcher_event(kind, severity, self._now(), data))
+        """Queue one of the service's own events; a state that cannot take it is logged
+        (the cycles report it), never raised into the service's task group."""
+        try:
+            self._cycle.announce(watcher_event(kind, severity, self._now(), data))
+        except StateError as exc:
+            log.warning("event.not_saved", kind=kind, reason=str(exc))
 
 
 def _log_signal(name: str) -> None:
@@ -232,6 +294,8 @@ async def open_watcher(
     except BaseException:
         await client.aclose()
         raise
+    store.wire.limit = settings.nats.max_event_bytes
+    store.wire.endpoint_details = settings.events.endpoint_details
     try:
         publisher = Publisher(settings.nats, store)
         async with client:

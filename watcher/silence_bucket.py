@@ -26,9 +26,9 @@ import nats
 import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 
+from watcher import natsconn
 from watcher.errors import PublishError, why
 from watcher.logs import get_logger
-from watcher.publish import connect_options
 from watcher.settings import NatsSettings
 from watcher.silencing import Silence
 
@@ -43,16 +43,17 @@ class NoSuchSilence(LookupError):
 
 
 async def _connect(settings: NatsSettings, *, attempts: int, **callbacks: Any) -> Any:
-    """A connection, bounded in time; `callbacks`: nats-py's (disconnected_cb, ...)."""
-    options = connect_options(settings)
-    options["max_reconnect_attempts"] = attempts
+    """A connection (TLS or nothing, when TLS is configured: `watcher.natsconn`), bounded
+    in time; `callbacks`: nats-py's (disconnected_cb, ...)."""
 
     async def quiet(exc: Exception) -> None:  # failures are reported by the caller
         pass
 
     try:
         with anyio.fail_after(settings.connect_timeout * 2 + 1):
-            return await nats.connect(error_cb=quiet, **callbacks, **options)
+            return await natsconn.connect(
+                settings, error_cb=quiet, max_reconnect_attempts=attempts, **callbacks
+            )
     except TimeoutError:
         raise PublishError(f"cannot connect to NATS at {settings.display_url}: timed out") from None
     except Exception as exc:  # nats-py raises a variety of OS and protocol errors

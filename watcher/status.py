@@ -30,6 +30,11 @@ class Status:
     publishing: PublishStats = field(default_factory=PublishStats)
     outbox_depth: Callable[[], int] = lambda: 0
     nats_connected: Callable[[], bool] = lambda: False
+    # Why events are not reaching JetStream although connected (the publisher's problem).
+    publish_problem: Callable[[], str | None] = lambda: None
+    dead_letters: Callable[[], int] = lambda: 0
+    # Why the state cannot be saved right now (disk full, read-only), while it lasts.
+    state_problem: str | None = None
     cycles: int = 0
     incomplete_cycles: int = 0
     events: dict[str, int] = field(default_factory=dict)  # by event type
@@ -84,6 +89,13 @@ class Status:
                 )
         if not self.nats_connected():
             reasons.append("not connected to NATS: events wait in the outbox")
+        elif problem := self.publish_problem():
+            reasons.append(f"events wait in the outbox, JetStream does not take them: {problem}")
+        if self.state_problem:
+            reasons.append(
+                f"the state cannot be saved, changes are detected again once it can: "
+                f"{self.state_problem}"
+            )
         return reasons
 
     def heartbeat(self) -> dict[str, Any]:
@@ -98,6 +110,7 @@ class Status:
             "incomplete_cycles": self.incomplete_cycles,
             "events_emitted": dict(sorted(self.events.items())),
             "outbox_depth": self.outbox_depth(),
+            "dead_letters": self.dead_letters(),
             "last_complete_cycle": format_time(self.last_complete) if self.last_complete else None,
             "regions_unavailable": self.regions_unavailable,
             "nats_connected": self.nats_connected(),

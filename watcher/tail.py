@@ -14,6 +14,14 @@ when they allow it, the subscription itself is narrowed to the matching subjects
 Colours: the severity and kind columns take the severity's colour when stdout is a
 terminal and `NO_COLOR` is unset (https://no-color.org); `--color` / `--no-color` decide
 instead. Raw JSON (`--json`) is never coloured.
+
+Whoever can publish on the stream can put anything in a message, so nothing is printed
+as it came: every line has terminal control characters shown as escapes
+(`watcher.printable`), `--json` prints the envelope re-encoded with them as `\\uXXXX`, and a
+message that is not an event (not JSON, not a CloudEvent, too deeply nested) is not
+printed: it is counted, and said on stderr with why, at once and in a total at the end.
+The subject filter for `--region` / `--job` uses the subject escaping of the watcher
+(`watcher.subjects`).
 """
 
 from __future__ import annotations
@@ -27,17 +35,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 import anyio
-import nats
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from watcher import natsconn
 from watcher.errors import ConfigError, why
-from watcher.events import parse_envelope, subject_token, summary
+from watcher.events import parse_envelope, summary
 from watcher.kinds import JOB_KINDS, KINDS, SEVERITIES
-from watcher.publish import connect_options
+from watcher.printable import json_printable, printable
+from watcher.probe import explain_connection
 from watcher.settings import Settings
 from watcher.signals import stop_on_signal
+from watcher.subjects import subject_token
 
 _RESET = "\x1b[0m"
 _COLOURS = {"info": "\x1b[32m", "warning": "\x1b[33m", "critical": "\x1b[1;31m"}
@@ -163,22 +173,37 @@ def color_wanted(
 # -- rendering ---------------------------------------------------------------------------
 
 
-def render(data: bytes, subject: str, options: TailOptions) -> str | None:
-    """The line to print for one message, or None when the filters reject it."""
+@dataclass(frozen=True)
+class Skipped:
+    """A message that is not an event: not printed, counted, and said on stderr."""
+
+    reason: str
+
+
+def render(data: bytes, subject: str, options: TailOptions) -> str | Skipped | None:
+    """The line to print for one message; None when the filters reject it; `Skipped`
+    when it is not an event. Never raises; never returns a terminal control character
+    (colours aside)."""
     try:
         document = parse_envelope(data)
-    except ValueError:
-        if options.filters.active:
+    except ValueError as exc:
+        return Skipped(f"not a CloudEvent ({shorten_reason(exc)})")
+    except RecursionError:
+        return Skipped("not a CloudEvent (JSON nested too deeply)")
+    try:
+        if not options.filters.matches(document):
             return None
         if options.raw_json:
-            return data.decode("utf-8", errors="replace")
-        return f"(not a CloudEvent on {subject})"
-    if not options.filters.matches(document):
-        return None
-    if options.raw_json:
-        return data.decode("utf-8", errors="replace")
-    line = summary(document)
-    return colorize(line, document) if options.color else line
+            return json_printable(document)
+        line = printable(summary(document))
+        return colorize(line, document) if options.color else line
+    except Exception as exc:  # an event of a shape nothing here expected
+        return Skipped(f"cannot be shown ({type(exc).__name__})")
+
+
+def shorten_reason(exc: BaseException, limit: int = 80) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return printable(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def colorize(line: str, document: Mapping[str, Any]) -> str:
@@ -187,7 +212,7 @@ def colorize(line: str, document: Mapping[str, Any]) -> str:
     colour = _COLOURS.get(severity, "")
     if not colour:
         return line
-    start = len(str(document.get("time", ""))) + 1
+    start = len(printable(str(document.get("time", "")))) + 1
     end = start + 8 + 1 + 24  # `{severity:<8} {kind:<24}`, as summary() lays them out
     if not line[start:].startswith(severity):
         return f"{colour}{line}{_RESET}"
@@ -213,16 +238,8 @@ async def tail(
     """
     options = options or TailOptions()
     subject = options.subject or options.filters.subject(settings.nats.subject_prefix)
-    conn = connect_options(settings.nats)
-    conn["max_reconnect_attempts"] = 3
-
-    async def quiet(exc: Exception) -> None:  # the failure is reported once, below
-        pass
-
-    try:
-        nc = await nats.connect(error_cb=quiet, **conn)
-    except Exception as exc:
-        _fail(f"cannot connect to NATS at {settings.nats.display_url}: {why(exc)}")
+    nc = await _connect(settings)
+    if nc is None:
         return 1
     printer = _Printer(options, out or sys.stdout)
     try:
@@ -240,7 +257,31 @@ async def tail(
     finally:
         with anyio.CancelScope(shield=True):
             await nc.close()
+        printer.report()
     return 0
+
+
+async def _connect(settings: Settings) -> Any:
+    """A connection, or None after saying why not on stderr, within a bounded time (a
+    server whose certificate fails verification is retried a few times, then named)."""
+    s = settings.nats
+    errors: list[BaseException] = []
+
+    async def collect(exc: Exception) -> None:  # reported once, below, in plain words
+        errors.append(exc)
+
+    budget = s.connect_timeout * 2 * len(s.servers) + 2
+    try:
+        with anyio.fail_after(budget):
+            return await natsconn.connect(
+                s, error_cb=collect, max_reconnect_attempts=3, reconnect_time_wait=0.5
+            )
+    except TimeoutError:
+        reason = explain_connection(errors, s.display_url) if errors else None
+        _fail(f"cannot connect to NATS: {reason or f'no answer within {budget:g}s'}")
+    except Exception as exc:
+        _fail(f"cannot connect to NATS: {explain_connection([*errors, exc], s.display_url)}")
+    return None
 
 
 class _Printer:
@@ -250,6 +291,7 @@ class _Printer:
         self.options = options
         self.out = out
         self.shown = 0
+        self.skipped = 0
         self.done = anyio.Event()
 
     async def show(self, msg: Msg) -> None:
@@ -257,6 +299,10 @@ class _Printer:
             return
         line = render(msg.data, msg.subject, self.options)
         if line is None:
+            return
+        if isinstance(line, Skipped):
+            self.skipped += 1
+            _fail(f"skipped a message on {printable(msg.subject)[:300]}: {line.reason}")
             return
         try:
             print(line, file=self.out, flush=True)
@@ -266,6 +312,10 @@ class _Printer:
         self.shown += 1
         if self.options.count is not None and self.shown >= self.options.count:
             self.done.set()
+
+    def report(self) -> None:
+        if self.skipped:
+            _fail(f"{self.skipped} message(s) skipped: not events (see above)")
 
 
 async def _subscribe(

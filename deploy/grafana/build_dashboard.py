@@ -439,13 +439,26 @@ def publishing_row() -> Section:
             ),
         ),
         _graph(
-            "NATS connection",
-            "1 while the watcher's publisher is connected to NATS, 0 while it is not.",
+            "NATS connection and state file",
+            "1 while the watcher's publisher is connected to NATS, and 1 while the last "
+            "cycle's state could be saved (0: disk full or read-only; /readyz says why).",
             "none",
-            _query(f"dts_watcher_nats_connected{{{WATCHER}}}", "{{instance}}"),
+            _query(f"dts_watcher_nats_connected{{{WATCHER}}}", "{{instance}} NATS", "A"),
+            _query(f"dts_watcher_state_writable{{{WATCHER}}}", "{{instance}} state", "B"),
         )
         .min(0)
         .max(1),
+        _graph(
+            "Dead letters",
+            "Events JetStream refused for good (too large for the stream or the server, an "
+            "unusable subject), set aside in the state file's dead_letters table, per "
+            "hour; each is also an event_dead_lettered watcher event. Should be 0.",
+            "none",
+            _query(
+                f"sum by (instance) (increase(dts_watcher_events_dead_lettered_total{{{WATCHER}}}[1h]))",
+                "{{instance}} per hour",
+            ),
+        ),
         _table()
         .title("Watchers")
         .description("Each watcher scraped, with its version.")

@@ -2,14 +2,27 @@
 
 No signature, loopback clients only, JSON in and out. Every route is a thin wrapper over
 a public `Simulator` method, so a script over HTTP and a test in Python do the same thing.
+
+Loopback is not enough against a browser: any web page may make the browser send a
+"simple" request (a POST with a `text/plain` body, no preflight) to 127.0.0.1, and a
+page served from a name that resolves to 127.0.0.1 (DNS rebinding) may even read the
+answers. So, beside the peer's address:
+
+- the `Host` header must name the loopback (`localhost`, `*.localhost`, a loopback
+  address), or the request is refused (403): a rebound name is not;
+- an `Origin` header, when sent, must be a loopback origin too (403);
+- every request but GET must say `Content-Type: application/json` (415), which a page
+  cannot send to another origin without a preflight the simulator never grants.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -24,14 +37,27 @@ if TYPE_CHECKING:
 __all__ = ["handle_admin"]
 
 
-def handle_admin(sim: Simulator, method: str, path: str, body: bytes, client: str) -> Response:
-    """Answer an admin request; `path` starts with /_sim, `client` is the peer's address."""
-    try:
-        loopback = ipaddress.ip_address(client.split("%")[0]).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+def handle_admin(
+    sim: Simulator,
+    method: str,
+    path: str,
+    body: bytes,
+    client: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """Answer an admin request; `path` starts with /_sim, `client` is the peer's address,
+    `headers` have lower-case names."""
+    headers = headers or {}
+    if not _loopback_address(client):
         return _answer(403, {"error": "the admin API only answers loopback clients"})
+    if not _loopback_host(headers.get("host", "")):
+        return _answer(403, {"error": "the admin API only answers requests for a loopback Host"})
+    origin = headers.get("origin")
+    if origin is not None and not _loopback_host(urlsplit(origin).netloc):
+        return _answer(403, {"error": "the admin API does not answer other origins"})
+    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if method != "GET" and media != "application/json":
+        return _answer(415, {"error": "send Content-Type: application/json"})
     try:
         data = json.loads(body) if body.strip() else None
     except (ValueError, UnicodeDecodeError):
@@ -43,6 +69,24 @@ def handle_admin(sim: Simulator, method: str, path: str, body: bytes, client: st
         return _answer(400, {"error": str(exc)})
     except ValidationError as exc:
         return _answer(400, {"error": describe_validation_error(exc)})
+
+
+def _loopback_address(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text.split("%")[0].strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_host(host: str) -> bool:
+    """Whether a Host header (or an origin's netloc) names the loopback."""
+    try:
+        name = urlsplit(f"//{host.strip()}").hostname
+    except ValueError:
+        return False
+    if not name:
+        return False
+    return name == "localhost" or name.endswith(".localhost") or _loopback_address(name)
 
 
 def _answer(status: int, data: Any) -> Response:

@@ -407,7 +407,7 @@ class Simulator:
     ) -> Response:
         parts = urlsplit(target)
         if parts.path == "/_sim" or parts.path.startswith("/_sim/"):
-            return handle_admin(self, method, parts.path, body, client)
+            return handle_admin(self, method, parts.path, body, client, headers)
         return self._handle_api(method, parts.path, parts.query, headers, body)
 
     def _handle_api(

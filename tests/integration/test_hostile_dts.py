@@ -149,7 +149,10 @@ async def watcher_on(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[A
 
     async def make(url: str, regions: list[str], **sections: Any) -> Watcher:
         dts = {"timeout": 5, "max_attempts": 2, **sections.pop("dts", {})}
-        settings = make_settings(tmp_path, nats_server.url, url, regions, dts=dts, **sections)
+        state = {"path": tmp_path / f"state-{len(opened)}.sqlite3"}  # one state per watcher
+        settings = make_settings(
+            tmp_path, nats_server.url, url, regions, dts=dts, state=state, **sections
+        )
         context = open_watcher(settings)
         opened.append(context)
         return await context.__aenter__()

@@ -3,8 +3,6 @@ and the plain-words verdict each kind of misconfiguration gets."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ import pytest
 
 from dts_sim import Simulator
 from dts_sim.natsserver import NatsServer, free_port
+from tests.support.fakenats import tls_files as make_tls_files
 from tests.support.watcher import make_settings
 from watcher.probe import Verdict, probe
 from watcher.settings import Settings
@@ -193,7 +192,7 @@ async def test_an_existing_stream_is_checked(
     bad_settings = settings_for(tmp_path, nats_server.url, simulator.url, nats={"stream": "OTHER"})
     bad = by_check(await probe(bad_settings))["NATS"]
     assert not bad.ok
-    assert "stream OTHER exists but does not capture dts.>" in bad.message
+    assert "stream OTHER does not capture dts.>" in bad.message
 
 
 # -- TLS: a real nats-server with a certificate the client does or does not trust ----------
@@ -201,39 +200,8 @@ async def test_an_existing_stream_is_checked(
 
 @pytest.fixture
 def tls_files(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dts-watcher test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    yield cert_file, key_file
+    pytest.importorskip("cryptography.x509")
+    yield make_tls_files(tmp_path)
 
 
 @pytest.mark.wall_clock  # OpenSSL checks the certificate against the real clock

@@ -718,6 +718,7 @@ def test_admin_api(
     sim = start("demo")
     api = api_for(sim)
     admin = f"{sim.url}/_sim"
+    as_json = {"Content-Type": "application/json"}  # every request but GET says it
 
     state = client.get(f"{admin}/state").json()
     assert state["step"] == 0
@@ -730,7 +731,7 @@ def test_admin_api(
         "dtsdemo11",
     ]
 
-    assert client.post(f"{admin}/advance").json()["step"] == 1
+    assert client.post(f"{admin}/advance", headers=as_json).json()["step"] == 1
     advanced = client.post(f"{admin}/advance", json={"n": 2}).json()
     assert advanced["step"] == 3
     assert advanced["note"]
@@ -744,11 +745,11 @@ def test_admin_api(
     assert_error(response, 400, "Throttling.User")
     assert response.headers["x-acs-retry-after"] == "1000"
     client.post(f"{admin}/faults", json=[{"kind": "internal", "count": -1}, {"kind": "forbidden"}])
-    assert client.delete(f"{admin}/faults").json() == {"cleared": 2}
+    assert client.delete(f"{admin}/faults", headers=as_json).json() == {"cleared": 2}
     bad = client.post(f"{admin}/faults", json={"kind": "meteor"})
     assert bad.status_code == 400
     assert "kind" in bad.json()["error"]
-    assert client.post(f"{admin}/faults", content=b"{not json").status_code == 400
+    assert client.post(f"{admin}/faults", content=b"{not", headers=as_json).status_code == 400
 
     requests = client.get(f"{admin}/requests").json()["requests"]
     assert [r["code"] for r in requests] == ["Throttling.User"]
@@ -763,10 +764,10 @@ def test_admin_api(
     added = client.post(f"{admin}/jobs", json={"id": "dtsnew", "region": "cn-shenzhen"})
     assert added.status_code == 201
     assert _ids(api.page("cn-shenzhen")) == ["dtsnew"]
-    assert client.delete(f"{admin}/jobs/dtsnew").status_code == 200
+    assert client.delete(f"{admin}/jobs/dtsnew", headers=as_json).status_code == 200
     assert api.page("cn-shenzhen")["TotalRecordCount"] == 0
 
-    assert client.post(f"{admin}/reset").json() == {"step": 0}
+    assert client.post(f"{admin}/reset", headers=as_json).json() == {"step": 0}
     assert api.page("cn-hangzhou")["SynchronizationInstances"][0]["Status"] == "Synchronizing"
     assert client.get(f"{admin}/nothing").status_code == 404
     assert client.get(f"{admin}/advance").status_code == 404  # GET is not a route
@@ -1024,7 +1025,7 @@ def test_serve_prints_how_to_connect_and_stops_on_sigint(client: httpx.Client) -
         regions = re.search(r"DTS_WATCHER_DTS__REGIONS='(.+)'", output)
         assert regions
         assert json.loads(regions.group(1)) == ["cn-hangzhou", "cn-beijing", "cn-shenzhen"]
-        assert client.post(f"{url.group(1)}/_sim/advance").json()["step"] == 1
+        assert client.post(f"{url.group(1)}/_sim/advance", json={}).json()["step"] == 1
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:

@@ -83,11 +83,16 @@ def command(*args: str) -> list[str]:
 
 
 def run_cli(
-    *args: str, env: Mapping[str, str], cwd: Path, timeout: float = 60.0
+    *args: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout: float = 60.0,
+    prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run one command to completion (killed if it outlives `timeout`)."""
+    """Run one command to completion (killed if it outlives `timeout`); `prefix` runs it
+    through another command (see tests/support/brokenfs.py)."""
     return subprocess.run(
-        command(*args),
+        [*prefix, *command(*args)],
         env=dict(env),
         cwd=cwd,
         stdin=subprocess.DEVNULL,
@@ -135,16 +140,18 @@ class CliProcess:
         cwd: Path,
         argv: Sequence[str] | None = None,
         own_group: bool = False,
+        prefix: Sequence[str] = (),
     ) -> None:
-        """`argv` replaces `python -m watcher` (e.g. `python3 dev.py`); `own_group` starts
-        it as a terminal starts a foreground job: a process group of its own, which
-        `interrupt_group` sends SIGINT to, as Ctrl-C does."""
+        """`argv` replaces `python -m watcher` (e.g. `python3 dev.py`); `prefix` goes before
+        the whole command (e.g. `setpriv ...`); `own_group` starts it as a terminal starts
+        a foreground job: a process group of its own, which `interrupt_group` sends SIGINT
+        to, as Ctrl-C does."""
         self.args = args
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
         self._changed = threading.Condition()
         self.popen = subprocess.Popen(
-            [*argv, *args] if argv is not None else command(*args),
+            [*prefix, *argv, *args] if argv is not None else [*prefix, *command(*args)],
             env=dict(env),
             cwd=cwd,
             start_new_session=own_group,

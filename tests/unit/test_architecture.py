@@ -24,7 +24,16 @@ PACKAGE = ROOT / "watcher"
 
 # Lowest first. A module belongs to the first layer one of whose prefixes it starts with.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("watcher.errors", "watcher.fastjson", "watcher.faults", "watcher.signals")),
+    (
+        "foundation",
+        (
+            "watcher.errors",
+            "watcher.fastjson",
+            "watcher.faults",
+            "watcher.printable",
+            "watcher.signals",
+        ),
+    ),
     ("settings and logs", ("watcher.settings", "watcher.logs", "watcher.heap")),
     (
         "the model",
@@ -33,7 +42,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "watcher.statuses",
             "watcher.shards",
             "watcher.kinds",
+            "watcher.subjects",
             "watcher.events",
+            "watcher.wire",
         ),
     ),
     (
@@ -48,7 +59,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "DTS, state, NATS",
-        ("watcher.dts", "watcher.store", "watcher.publish", "watcher.silence_bucket"),
+        (
+            "watcher.dts",
+            "watcher.store",
+            "watcher.natsconn",
+            "watcher.streamcheck",
+            "watcher.pubacks",
+            "watcher.publish",
+            "watcher.silence_bucket",
+        ),
     ),
     ("what the service knows", ("watcher.status", "watcher.metrics", "watcher.http")),
     ("the cycle and the service", ("watcher.cycle", "watcher.service")),

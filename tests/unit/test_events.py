@@ -100,18 +100,20 @@ def test_watcher_event_subject(prefix: str, kind: str) -> None:
 
 
 UNSAFE_IDS = [
-    ("dts.abc", "dts_abc"),
-    ("dts abc", "dts_abc"),
-    ("dts*", "dts_"),
-    ("dts>", "dts_"),
-    ("a.b c*d>e", "a_b_c_d_e"),
-    ("tab\there\nnewline", "tab_here_newline"),
-    ("nbsp\u00a0id", "nbsp_id"),
-    ("..", "__"),
-    ("", "_"),
+    ("dts.abc", "dts%2Eabc"),
+    ("dts abc", "dts%20abc"),
+    ("dts*", "dts%2A"),
+    ("dts>", "dts%3E"),
+    ("a.b c*d>e", "a%2Eb%20c%2Ad%3Ee"),
+    ("tab\there\nnewline", "tab%09here%0Anewline"),
+    ("nbsp\u00a0id", "nbsp%C2%A0id"),
+    ("..", "%2E%2E"),
+    ("", "%%e3b0c44298fc1c149afbf4c8996fb924"),
     ("dts-ok_123", "dts-ok_123"),
     ("dtsq2w3e4r5t6y7u8i", "dtsq2w3e4r5t6y7u8i"),
-    ("订单ä", "订单ä"),
+    ("订单ä", "%E8%AE%A2%E5%8D%95%C3%A4"),
+    ("a_b", "a_b"),
+    ("100%", "100%25"),
 ]
 
 
@@ -124,7 +126,7 @@ def test_unsafe_job_id_becomes_one_subject_token(job_id: str, token: str) -> Non
 
 def test_unsafe_region_becomes_one_subject_token() -> None:
     subject = job_event(region="cn hz.1").nats_subject("dts")
-    assert subject == f"dts.job.cn_hz_1.{JOB_ID}.{STATUS_CHANGED}"
+    assert subject == f"dts.job.cn%20hz%2E1.{JOB_ID}.{STATUS_CHANGED}"
 
 
 @settings(max_examples=200, deadline=None)

@@ -4,6 +4,8 @@ the outbox, schema migration, bad files."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,13 +43,13 @@ def test_a_committed_cycle_is_what_the_next_process_loads(tmp_path: Path) -> Non
     commit(store, detection, "dts")
     store.close()
 
-    reopened = Store.open(path)
-    baseline, memory = reopened.load()
-    assert baseline.jobs == detection.baseline.jobs
-    assert memory == detection.memory
-    assert memory.jobs[job("b").key].to_dict()["delay_level"] == "warning"
-    assert [e.id for e in reopened.pending()] == [e.id for e in detection.events]
-    assert reopened.pending()[0].subject == "dts.job.cn-hangzhou.a.discovered"
+    with Store.open(path) as reopened:
+        baseline, memory = reopened.load()
+        assert baseline.jobs == detection.baseline.jobs
+        assert memory == detection.memory
+        assert memory.jobs[job("b").key].to_dict()["delay_level"] == "warning"
+        assert [e.id for e in reopened.pending()] == [e.id for e in detection.events]
+        assert reopened.pending()[0].subject == "dts.job.cn-hangzhou.a.discovered"
 
 
 def test_nothing_is_announced_twice_across_restarts(tmp_path: Path) -> None:
@@ -58,8 +60,8 @@ def test_nothing_is_announced_twice_across_restarts(tmp_path: Path) -> None:
     assert [e.kind for e in first.events] == ["discovered", "status_changed"]
     commit(store, first, "dts")
     store.close()
-    store = Store.open(path)
-    baseline, memory = store.load()
+    with Store.open(path) as store:
+        baseline, memory = store.load()
     again = detect(baseline, snap(job("a", status="Failed")), memory, Rules(), NOW)
     assert again.events == []
 
@@ -77,6 +79,7 @@ def test_only_changed_jobs_are_rewritten(tmp_path: Path) -> None:
     commit(store, second, "dts")
     upserts = [c for c in changes if c.startswith("INSERT INTO jobs")]
     assert len(upserts) == 1 and "j7" in upserts[0]
+    store.close()
 
 
 def test_a_status_change_leaves_the_heavy_body_alone(tmp_path: Path) -> None:
@@ -98,7 +101,8 @@ def test_a_status_change_leaves_the_heavy_body_alone(tmp_path: Path) -> None:
     (bodies,) = [c for c in changes if c.startswith("INSERT INTO bodies")]
     assert "j1" in bodies and "refused" in bodies and "j0" not in bodies
     store.close()
-    assert Store.open(tmp_path / "state.db").load()[0].jobs == second.baseline.jobs
+    with Store.open(tmp_path / "state.db") as reopened:
+        assert reopened.load()[0].jobs == second.baseline.jobs
 
 
 def test_a_storm_is_saved_in_chunks_each_job_with_its_events(tmp_path: Path) -> None:
@@ -118,21 +122,32 @@ def test_a_storm_is_saved_in_chunks_each_job_with_its_events(tmp_path: Path) -> 
     assert len(storm.events) == 10
     steps = store.commit_steps(storm, "dts", chunk=3)
     saved = [next(steps)]
-    # Now, as after a crash: a fresh process sees the first chunk's jobs and events only.
-    crashed = Store.open(path)
-    after_crash, _ = crashed.load()
-    in_outbox = {p.subject.split(".")[3] for p in crashed.pending()}
+    # Now, as after a crash: a fresh process sees the first chunk's jobs and events only
+    # (the files as they are on disk now, opened apart: the store holds its lock).
+    with Store.open(files_as_they_are(path, tmp_path / "crashed.db")) as crashed:
+        after_crash, _ = crashed.load()
+        in_outbox = {p.subject.split(".")[3] for p in crashed.pending()}
+        assert crashed.meta()["cycle"] == "1"
     moved = {k.job_id for k, j in after_crash.jobs.items() if j != first.baseline.jobs[k]}
     assert in_outbox == moved and 0 < len(moved) < 9
-    assert crashed.meta()["cycle"] == "1"
-    crashed.close()
     saved += list(steps)
     assert saved[-1] == 10 and saved == sorted(saved) and len(saved) >= 3
+    store.close()
     # No job's events were split across transactions; the whole cycle is saved at last.
-    reopened = Store.open(path)
-    loaded, loaded_memory = reopened.load()
-    assert loaded.jobs == storm.baseline.jobs and loaded_memory == storm.memory
-    assert [p.id for p in reopened.pending()] == [e.id for e in storm.events]
+    with Store.open(path) as reopened:
+        loaded, loaded_memory = reopened.load()
+        assert loaded.jobs == storm.baseline.jobs and loaded_memory == storm.memory
+        assert [p.id for p in reopened.pending()] == [e.id for e in storm.events]
+
+
+def files_as_they_are(path: Path, to: Path) -> Path:
+    """A copy of a state file and its WAL as they are on disk right now (what a process
+    started after a crash here would find)."""
+    for suffix in ("", "-wal"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            shutil.copyfile(source, to.with_name(to.name + suffix))
+    return to
 
 
 def test_chunks_never_split_a_jobs_events() -> None:
@@ -195,7 +210,8 @@ def test_a_schema_1_file_is_migrated_and_keeps_everything(tmp_path: Path) -> Non
     assert [e.kind for e in changed.events] == ["status_changed"]
     commit(store, changed, "dts")
     store.close()
-    assert Store.open(path).load()[0].jobs == {j.key: j for j in moved}
+    with Store.open(path) as reopened:
+        assert reopened.load()[0].jobs == {j.key: j for j in moved}
 
 
 def test_a_schema_1_file_that_cannot_be_migrated_is_left_as_it_was(tmp_path: Path) -> None:
@@ -226,9 +242,9 @@ def test_many_rows_go_in_statements_of_a_hundred_and_all_arrive(tmp_path: Path) 
         len([c for c in changes if c.startswith(f"INSERT INTO {t}")]) for t in ("jobs", "bodies")
     ] == [3, 3]
     store.close()
-    reopened = Store.open(tmp_path / "state.db")
-    assert reopened.load()[0].jobs == detection.baseline.jobs
-    assert [p.id for p in reopened.pending(1000)] == [e.id for e in detection.events]
+    with Store.open(tmp_path / "state.db") as reopened:
+        assert reopened.load()[0].jobs == detection.baseline.jobs
+        assert [p.id for p in reopened.pending(1000)] == [e.id for e in detection.events]
 
 
 def test_the_outbox_keeps_order_and_forgets_only_what_was_acknowledged(tmp_path: Path) -> None:
@@ -241,6 +257,7 @@ def test_the_outbox_keeps_order_and_forgets_only_what_was_acknowledged(tmp_path:
     store.acknowledge([pending[0].seq, pending[2].seq])
     assert [p.id for p in store.pending()] == [pending[i].id for i in (1, 3, 4)]
     assert store.outbox_depth() == 3
+    store.close()
 
 
 def test_a_failed_commit_changes_nothing(tmp_path: Path) -> None:
@@ -250,11 +267,12 @@ def test_a_failed_commit_changes_nothing(tmp_path: Path) -> None:
     store._db.execute(
         "CREATE TRIGGER boom BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full'); END"
     )
-    with pytest.raises(sqlite3.DatabaseError):
+    with pytest.raises(StateError, match="disk full"):
         commit(store, detection, "dts")
     store._db.execute("DROP TRIGGER boom")
-    fresh = Store.open(tmp_path / "state.db")
-    assert fresh.load()[0].jobs == {} and fresh.outbox_depth() == 0
+    store.close()
+    with Store.open(tmp_path / "state.db") as fresh:
+        assert fresh.load()[0].jobs == {} and fresh.outbox_depth() == 0
 
 
 def test_a_corrupt_file_is_a_clear_error_with_a_recovery_path(tmp_path: Path) -> None:
@@ -288,8 +306,9 @@ def test_unreadable_rows_are_a_clear_error(tmp_path: Path) -> None:
     store = Store.open(path)
     commit(store, detect(None, snap(job("a")), Memory(), Rules(), NOW), "dts")
     store._db.execute("UPDATE jobs SET state = '{not json'")
-    with pytest.raises(StateError, match="unreadable data"):
-        Store.open(path).load()
+    store.close()
+    with Store.open(path) as reopened, pytest.raises(StateError, match="unreadable data"):
+        reopened.load()
 
 
 def test_a_schema_2_file_is_rekeyed_so_any_key_round_trips(tmp_path: Path) -> None:
@@ -316,3 +335,29 @@ def test_a_schema_2_file_is_rekeyed_so_any_key_round_trips(tmp_path: Path) -> No
 def test_property_any_job_key_round_trips(parts: tuple[str, str, str, str]) -> None:
     key = JobKey(*parts)
     assert JobKey.decode(key.encode()) == key
+
+
+def test_one_process_at_a_time_per_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    in_use = rf"in use by another dts-watcher \(pid {os.getpid()},"
+    with Store.open(path), pytest.raises(StateError, match=in_use):
+        Store.open(path)
+    with Store.open(path) as again:  # closed: free again
+        assert again.outbox_depth() == 0
+
+
+def test_an_event_set_aside_leaves_the_outbox_for_dead_letters(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with Store.open(path) as store:
+        commit(store, detect(None, snap(job("a"), job("b")), Memory(), Rules(), NOW), "dts")
+        first, second = store.pending()
+        store.dead_letter(first.seq, "too large even trimmed")
+        assert [p.id for p in store.pending()] == [second.id]
+        (letter,) = store.dead_letters()
+        assert (letter.id, letter.subject) == (first.id, first.subject)
+        assert letter.payload == first.payload
+        assert letter.reason == "too large even trimmed" and store.dead_letter_count() == 1
+        store._db.execute("DROP TABLE dead_letters")  # as a file of an older version
+    with Store.open(path) as older:  # gains the table on open, schema unchanged
+        assert older.dead_letter_count() == 0
+        assert older.meta()["schema_version"] == str(SCHEMA_VERSION)

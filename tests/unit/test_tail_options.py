@@ -11,6 +11,7 @@ import pytest
 from watcher.events import Event, watcher_event
 from watcher.tail import (
     Filters,
+    Skipped,
     TailOptions,
     TailUsageError,
     color_wanted,
@@ -74,7 +75,7 @@ def test_each_filter_narrows() -> None:
         (Filters(regions=("cn-hangzhou",)), "dts.job.cn-hangzhou.*.*"),
         (Filters(regions=("a-1", "b-2")), "dts.job.*.*.*"),
         (Filters(jobs=("dtsA",), kinds=("status_changed",)), "dts.job.*.dtsA.status_changed"),
-        (Filters(jobs=("odd.id",)), "dts.job.*.odd_id.*"),
+        (Filters(jobs=("odd.id",)), "dts.job.*.odd%2Eid.*"),
         (Filters(kinds=("precheck_failed",)), "dts.job.*.*.precheck_failed"),
         (Filters(kinds=("precheck_failed", "init_failed")), "dts.job.*.*.*"),
         (Filters(kinds=("cycle_incomplete",)), "dts.watcher.cycle_incomplete"),
@@ -154,5 +155,7 @@ def test_lines_are_coloured_by_severity_only_when_asked() -> None:
 def test_rejected_and_foreign_messages() -> None:
     only_warnings = TailOptions(filters=Filters(min_severity="warning"))
     assert render(FOUND.to_json(), "x", only_warnings) is None
-    assert render(b"not json", "dts.x", TailOptions()) == "(not a CloudEvent on dts.x)"
-    assert render(b"not json", "dts.x", only_warnings) is None  # a filter cannot judge it
+    for options in (TailOptions(), only_warnings, TailOptions(raw_json=True)):
+        # never printed, never dropped silently: a filter cannot judge it either
+        skipped = render(b"not json", "dts.x", options)
+        assert isinstance(skipped, Skipped) and "not a CloudEvent" in skipped.reason

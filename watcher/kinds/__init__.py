@@ -19,6 +19,7 @@ from watcher.kinds.base import (
     COMMON_JOB_DATA,
     SEVERITIES,
     SUMMARY_TEXT_LIMIT,
+    TRUNCATED,
     Data,
     Kind,
     Severity,
@@ -40,6 +41,7 @@ from watcher.kinds.jobs import (
 )
 from watcher.kinds.own import (
     CYCLE_INCOMPLETE,
+    EVENT_DEAD_LETTERED,
     HEARTBEAT,
     SOURCE_RECOVERED,
     SOURCE_UNAVAILABLE,
@@ -52,6 +54,7 @@ __all__ = [
     "CYCLE_INCOMPLETE",
     "DELAY_THRESHOLD_CROSSED",
     "DISCOVERED",
+    "EVENT_DEAD_LETTERED",
     "EXPIRING",
     "FLAPPING",
     "HEARTBEAT",
@@ -69,6 +72,7 @@ __all__ = [
     "STATUS_CHANGED",
     "STOPPED",
     "SUMMARY_TEXT_LIMIT",
+    "TRUNCATED",
     "WATCHER_KINDS",
     "Data",
     "Kind",

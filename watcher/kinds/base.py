@@ -21,6 +21,18 @@ COMMON_JOB_DATA: Final[dict[str, dict[str, Any]]] = {
     "job_type": {"enum": ["sync", "migration", "subscribe"]},
     "account": {"type": "string", "minLength": 1},
 }
+# Any event's `data` may carry `truncated` (never otherwise): it was over the size limit,
+# and this says what was cut (`watcher.wire`).
+TRUNCATED: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["original_bytes", "limit_bytes"],
+    "properties": {
+        "original_bytes": {"type": "integer"},
+        "limit_bytes": {"type": "integer"},
+        "removed": {"type": "array", "items": {"type": "string"}},
+        "shortened": {"type": "array", "items": {"type": "string"}},
+    },
+}
 NULLABLE_STR: Final = {"type": ["string", "null"]}
 NULLABLE_INT: Final = {"type": ["integer", "null"]}
 JOB_OBJECT: Final = {"type": "object", "required": ["job_id", "region", "status"]}

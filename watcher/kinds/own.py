@@ -85,6 +85,7 @@ HEARTBEAT = Kind(
         "incomplete_cycles": {"type": "integer"},
         "events_emitted": {"type": "object"},
         "outbox_depth": {"type": "integer"},
+        "dead_letters": {"type": "integer"},
         "last_complete_cycle": TIME_OR_NULL,
         "regions_unavailable": {"type": "array", "items": {"type": "string"}},
         "nats_connected": {"type": "boolean"},
@@ -131,6 +132,31 @@ SOURCE_RECOVERED = Kind(
     _recovered_summary,
 )
 
+
+def _dead_letter_summary(data: Data) -> str:
+    return (
+        f"{data.get('event_type')} {data.get('event_id')} on {shorten(data.get('subject'), 80)} "
+        f"set aside ({data.get('bytes')} bytes): {shorten(data.get('reason'))}"
+    )
+
+
+EVENT_DEAD_LETTERED = Kind(
+    "event_dead_lettered",
+    "watcher",
+    "JetStream refused an event for good (too large, an unusable subject): it was set "
+    "aside in the state file's `dead_letters` table and the outbox went on",
+    always("critical"),
+    {
+        "event_id": {"type": "string"},
+        "event_type": NULLABLE_STR,
+        "subject": {"type": "string"},
+        "bytes": {"type": "integer"},
+        "reason": {"type": "string"},
+    },
+    (),
+    _dead_letter_summary,
+)
+
 # Every kind of the watcher's own events, in the order they are listed.
 ALL: Final[tuple[Kind, ...]] = (
     STARTED,
@@ -139,4 +165,5 @@ ALL: Final[tuple[Kind, ...]] = (
     CYCLE_INCOMPLETE,
     SOURCE_UNAVAILABLE,
     SOURCE_RECOVERED,
+    EVENT_DEAD_LETTERED,
 )

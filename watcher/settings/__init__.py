@@ -10,6 +10,7 @@ from watcher.errors import ConfigError
 from watcher.settings.accounts import AccountSettings
 from watcher.settings.common import CONFIG_ENV, ENV_PREFIX, redact_url
 from watcher.settings.dts import CredentialsSettings, DtsSettings
+from watcher.settings.events import EventsSettings
 from watcher.settings.load import Settings, env_name, load_settings, settings_digest
 from watcher.settings.nats import NatsSettings
 from watcher.settings.rules import RulesSettings
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigError",
     "CredentialsSettings",
     "DtsSettings",
+    "EventsSettings",
     "HealthSettings",
     "HttpSettings",
     "LogSettings",

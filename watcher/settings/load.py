@@ -30,6 +30,7 @@ from watcher.errors import ConfigError
 from watcher.settings.accounts import AccountSettings, check_accounts, watched_accounts
 from watcher.settings.common import CONFIG_ENV, ENV_PREFIX, is_loopback, redact_url
 from watcher.settings.dts import CredentialsSettings, DtsSettings
+from watcher.settings.events import EventsSettings
 from watcher.settings.nats import NatsSettings
 from watcher.settings.regions import unknown_region_warnings
 from watcher.settings.rules import RulesSettings
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
     dts: DtsSettings = Field(default_factory=DtsSettings)
     credentials: CredentialsSettings = Field(default_factory=CredentialsSettings)
     nats: NatsSettings = Field(default_factory=NatsSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     poll: PollSettings = Field(default_factory=PollSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)

@@ -1,8 +1,18 @@
 """The watcher's memory on disk (see `sqlite.py`): baseline, rule memory and outbox."""
 
-from watcher.errors import StateError
+from watcher.errors import StateError, StateUnusable, StateWriteError
 from watcher.store.codec import SCHEMA_VERSION
-from watcher.store.outbox import OutboxEntry
-from watcher.store.sqlite import RECOVERY, Store
+from watcher.store.failures import RECOVERY
+from watcher.store.outbox import DeadLetter, OutboxEntry
+from watcher.store.sqlite import Store
 
-__all__ = ["RECOVERY", "SCHEMA_VERSION", "OutboxEntry", "StateError", "Store"]
+__all__ = [
+    "RECOVERY",
+    "SCHEMA_VERSION",
+    "DeadLetter",
+    "OutboxEntry",
+    "StateError",
+    "StateUnusable",
+    "StateWriteError",
+    "Store",
+]

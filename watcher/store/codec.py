@@ -35,6 +35,19 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload BLOB NOT NULL
 );
 """
+# Events JetStream refused for good, set aside with the reason (watcher.publish). Created
+# on open when missing: older files gain it without a schema change, and older versions
+# opening a file that has it simply ignore it.
+DEAD_LETTERS = """
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL
+)
+"""
 
 
 def head_text(job: JobState) -> str:

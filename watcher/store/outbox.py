@@ -3,7 +3,8 @@ arithmetic of acknowledging and chunking.
 
 An event goes into the outbox as (id, subject, payload): its id (the `Nats-Msg-Id`),
 its subject under the configured prefix, and its envelope as published
-(`watcher.events.encode`). The publisher sends exactly those bytes.
+(`watcher.wire.Wire.payload`: within the size limit, endpoint details as configured). The
+publisher sends those bytes (trimmed again if the server's limit proves lower).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from watcher.events import Event, encode
 from watcher.snapshot import JobKey
+from watcher.wire import Wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +26,22 @@ class OutboxEntry:
     payload: bytes
 
 
-def rows(events: Iterable[Event], prefix: str) -> Iterator[tuple[str, str, bytes]]:
-    """(id, subject, payload) of each event, made as SQLite takes them."""
-    return ((e.id, e.nats_subject(prefix), encode(e)) for e in events)
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event JetStream refused for good, set aside in the state file."""
+
+    seq: int
+    id: str
+    subject: str
+    payload: bytes
+    reason: str
+    at: str
+
+
+def rows(events: Iterable[Event], prefix: str, wire: Wire) -> Iterator[tuple[str, str, bytes]]:
+    """(id, subject, payload) of each event, made as SQLite takes them. An event that
+    cannot be trimmed to fit is saved whole: the publisher sets it aside, and says so."""
+    return ((e.id, e.nats_subject(prefix), wire.payload(e) or encode(e)) for e in events)
 
 
 def owner(event: Event) -> JobKey | None:

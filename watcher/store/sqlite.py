@@ -14,6 +14,13 @@ Layout (schema version 3):
     jobs(key, state, memory)         the baseline: last known state + rule memory per job
     bodies(key, body)                the heavy rest of each job's state (see below)
     outbox(seq, id, subject, payload) events not yet acknowledged by JetStream, in order
+    dead_letters(seq, id, subject, payload, reason, at)
+                                     events JetStream refused for good, set aside (added
+                                     to older files on open: no schema change)
+
+One process at a time: opening takes an exclusive lock beside the file (`lock.py`).
+A failure of the file while running is told apart (`failures.py`): one that may pass
+(disk full, read-only) from one that makes the file unusable (corrupt, deleted).
 
 Only what changed is written: the store remembers what it last loaded or committed and
 compares by identity first (unchanged jobs are the very same objects), then by value.
@@ -25,34 +32,42 @@ rows' `outbox.py`'s.
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from watcher import __version__
 from watcher.detect import Detection
-from watcher.errors import StateError
+from watcher.errors import StateError, StateUnusable
 from watcher.events import Event
 from watcher.rules import JobMemory, Memory
 from watcher.snapshot import JobKey, JobState, Snapshot
-from watcher.store import codec, outbox
+from watcher.store import codec, failures, outbox
 from watcher.store.codec import SCHEMA_VERSION
-from watcher.store.outbox import OutboxEntry
+from watcher.store.failures import RECOVERY, FileIdentity
+from watcher.store.lock import StateLock
+from watcher.store.outbox import DeadLetter, OutboxEntry
+from watcher.store.sql import NotOurs, insert_rows, schema_version, transaction
+from watcher.wire import Wire
 
-RECOVERY = (
-    "to start afresh, move the file aside (every job will then be announced as discovered "
-    "again, and events still in its outbox are lost), or restore it from a backup"
-)
+_T = TypeVar("_T")
 
 
 class Store:
     def __init__(
-        self, connection: sqlite3.Connection, reader: sqlite3.Connection, path: Path
+        self,
+        connection: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        path: Path,
+        lock: StateLock | None = None,
     ) -> None:
         self.path = path
+        self.wire = Wire()  # how events become outbox payloads (limits, endpoint details)
+        self._state_lock = lock
+        self._identity = FileIdentity.of(path)
         self._db = connection
         self._lock = threading.Lock()  # calls may come from worker threads, one at a time
         # The outbox is read through a connection of its own: in WAL mode it sees what
@@ -67,27 +82,43 @@ class Store:
 
     @classmethod
     def open(cls, path: Path) -> Store:
+        """Open (or create) the state file, locked for this process; StateError (exit 2)
+        if it is in use, read-only, unreadable, or of a schema this version cannot use."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StateError(
                 f"cannot create the state folder {path.parent}: {exc.strerror}"
             ) from None
+        lock = StateLock.take(path)
+        try:
+            db = cls._connect(path)
+            reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            reader.execute("PRAGMA query_only=1")
+            return cls(db, reader, path, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
         try:
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            version = _schema_version(db)
+            version = schema_version(db)
             if version is None:
-                with _transaction(db):
+                with transaction(db):
                     for statement in codec.SCHEMA.split(";"):
                         if statement.strip():
                             db.execute(statement)
                     db.execute(
                         "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                     )
-        except (sqlite3.DatabaseError, _NotOurs) as exc:
+        except NotOurs as exc:
             raise StateError(f"state file {path} is unreadable ({exc}); {RECOVERY}") from None
+        except sqlite3.Error as exc:
+            raise failures.at_open(path, exc) from None
         if version is not None and version > SCHEMA_VERSION:
             db.close()
             raise StateError(
@@ -96,7 +127,7 @@ class Store:
             )
         if version is not None and version < SCHEMA_VERSION:
             try:
-                with _transaction(db):
+                with transaction(db):
                     codec.migrate(db, version)
             except LookupError:
                 db.close()
@@ -110,15 +141,33 @@ class Store:
                     f"state file {path} could not be migrated from schema {version} "
                     f"({type(exc).__name__}: {exc}); {RECOVERY}"
                 ) from None
-        reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        reader.execute("PRAGMA query_only=1")
-        return cls(db, reader, path)
+        try:
+            db.execute(codec.DEAD_LETTERS)  # a table older files lack (no schema change)
+            _try_a_write(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise failures.at_open(path, exc) from None
+        return db
 
     def close(self) -> None:
         with self._read_lock:
             self._reader.close()
         with self._lock:
             self._db.close()
+        if self._state_lock is not None:
+            self._state_lock.release()
+            self._state_lock = None
+
+    def _guard(self, doing: str, call: Callable[[], _T]) -> _T:
+        """`call()`, its SQLite failures as StateWriteError or StateUnusable."""
+        try:
+            return call()
+        except sqlite3.Error as exc:
+            raise failures.while_running(self.path, exc, doing) from None
+
+    def check_file(self) -> None:
+        """StateUnusable if the state file was deleted or replaced since it was opened."""
+        self._identity.check()
 
     def __enter__(self) -> Store:
         return self
@@ -142,8 +191,10 @@ class Store:
                         codec.decode_job(state, body),
                         codec.decode_memory_text(memory),
                     )
-            except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
-                raise StateError(
+            except sqlite3.Error as exc:
+                raise failures.while_running(self.path, exc, "read") from None
+            except (ValueError, TypeError, KeyError) as exc:
+                raise StateUnusable(
                     f"state file {self.path} holds unreadable data ({type(exc).__name__}: "
                     f"{exc}); {RECOVERY}"
                 ) from None
@@ -238,14 +289,35 @@ class Store:
             old = self._jobs.get(key)
             if old is None or not (old[0] is job or old[0].same_body(job)):
                 bodies.append((key, job))
-        with self._lock, _transaction(self._db):
+        self.check_file()
+        self._guard(
+            "save to", lambda: self._save_rows(upserts, bodies, gone, events, prefix, cycle)
+        )
+        # Saved: what the next comparison starts from.
+        for key, job, mem in upserts:
+            self._jobs[key] = (job, mem)
+        for key in gone:
+            self._jobs.pop(key, None)
+        if cycle is not None:
+            self._cycle = cycle
+
+    def _save_rows(
+        self,
+        upserts: list[tuple[JobKey, JobState, JobMemory | None]],
+        bodies: list[tuple[JobKey, JobState]],
+        gone: list[JobKey],
+        events: Sequence[Event],
+        prefix: str,
+        cycle: int | None,
+    ) -> None:
+        with self._lock, transaction(self._db):
             if gone:
                 deletes = [(key.encode(),) for key in gone]
                 self._db.executemany("DELETE FROM jobs WHERE key = ?", deletes)
                 self._db.executemany("DELETE FROM bodies WHERE key = ?", deletes)
             # Rows are serialized as SQLite takes them: lists of them all would double
             # the memory a 10,000-job storm peaks at.
-            _insert_rows(
+            insert_rows(
                 self._db,
                 "INSERT INTO jobs(key, state, memory)",
                 "ON CONFLICT(key) DO UPDATE SET state = excluded.state, memory = excluded.memory",
@@ -254,7 +326,7 @@ class Store:
                     for key, job, mem in upserts
                 ),
             )
-            _insert_rows(
+            insert_rows(
                 self._db,
                 "INSERT INTO bodies(key, body)",
                 "ON CONFLICT(key) DO UPDATE SET body = excluded.body",
@@ -267,34 +339,32 @@ class Store:
                     "SET value = excluded.value",
                     (str(cycle),),
                 )
-        # Saved: what the next comparison starts from.
-        for key, job, mem in upserts:
-            self._jobs[key] = (job, mem)
-        for key in gone:
-            self._jobs.pop(key, None)
-        if cycle is not None:
-            self._cycle = cycle
 
     # -- outbox ----------------------------------------------------------------------------
 
     def add_events(self, events: Sequence[Event], subject_prefix: str) -> None:
         """Queue events that are not part of a cycle (the watcher's own)."""
-        with self._lock, _transaction(self._db):
-            self._insert_events(events, subject_prefix)
+        self.check_file()
+
+        def add() -> None:
+            with self._lock, transaction(self._db):
+                self._insert_events(events, subject_prefix)
+
+        self._guard("save to", add)
 
     def _insert_events(self, events: Iterable[Event], prefix: str) -> None:
-        _insert_rows(
+        insert_rows(
             self._db,
             "INSERT OR IGNORE INTO outbox(id, subject, payload)",
             "",
-            outbox.rows(events, prefix),
+            outbox.rows(events, prefix, self.wire),
         )
 
     def pending(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry]:
         """The oldest unacknowledged events (past seq `after`), in the order they were
         produced."""
         with self._read_lock:
-            return self._pending(limit, after)
+            return self._guard("read the outbox of", lambda: self._pending(limit, after))
 
     def pending_nowait(self, limit: int = 1000, after: int = 0) -> list[OutboxEntry] | None:
         """`pending`, or None at once if another thread is reading the outbox.
@@ -309,7 +379,7 @@ class Store:
         if not self._read_lock.acquire(blocking=False):
             return None
         try:
-            return self._pending(limit, after)
+            return self._guard("read the outbox of", lambda: self._pending(limit, after))
         finally:
             self._read_lock.release()
 
@@ -330,78 +400,66 @@ class Store:
         """
         if not seqs:
             return
-        with self._lock, _transaction(self._db):
-            self._db.executemany(
-                "DELETE FROM outbox WHERE seq BETWEEN ? AND ?", outbox.runs(sorted(set(seqs)))
-            )
+
+        def delete() -> None:
+            with self._lock, transaction(self._db):
+                self._db.executemany(
+                    "DELETE FROM outbox WHERE seq BETWEEN ? AND ?", outbox.runs(sorted(set(seqs)))
+                )
+
+        self._guard("record acknowledgements in", delete)
+
+    def dead_letter(self, seq: int, reason: str) -> None:
+        """Move an outbox entry JetStream refused for good to `dead_letters`, with why."""
+        at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+        def move() -> None:
+            with self._lock, transaction(self._db):
+                self._db.execute(
+                    "INSERT OR REPLACE INTO dead_letters(seq, id, subject, payload, reason, at) "
+                    "SELECT seq, id, subject, payload, ?, ? FROM outbox WHERE seq = ?",
+                    (reason, at, seq),
+                )
+                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+        self._guard("set an event aside in", move)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Events set aside, oldest first (`sqlite3 <state> 'SELECT * FROM dead_letters'`)."""
+
+        def read() -> list[DeadLetter]:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT seq, id, subject, payload, reason, at FROM dead_letters ORDER BY seq"
+                ).fetchall()
+            return [DeadLetter(s, i, sub, bytes(p), r, a) for s, i, sub, p, r, a in rows]
+
+        return self._guard("read", read)
 
     def outbox_depth(self) -> int:
-        with self._lock:
-            (count,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
-        return int(count)
+        return self._count("outbox")
+
+    def dead_letter_count(self) -> int:
+        return self._count("dead_letters")
+
+    def _count(self, table: str) -> int:
+        def count() -> int:
+            with self._lock:
+                (n,) = self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()  # noqa: S608
+            return int(n)
+
+        return self._guard("read", count)
 
     def meta(self) -> dict[str, Any]:
         with self._lock:
             return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
 
-_ROWS_PER_STATEMENT = 100
-
-
-def _insert_rows(
-    db: sqlite3.Connection, head: str, tail: str, rows: Iterable[tuple[Any, ...]]
-) -> None:
-    """`head VALUES (...), (...), ... tail`, up to `_ROWS_PER_STATEMENT` rows a statement.
-
-    `executemany` runs one statement per row, and the sqlite3 module lets go of the
-    interpreter lock for each: while the event loop is busy publishing (a storm), every
-    row then waits for the lock to come back. A hundred rows a statement: a hundred times
-    fewer waits (docs/performance.md).
-    """
-    params: list[Any] = []
-    width = 0
-    for row in rows:
-        width = len(row)
-        params.extend(row)
-        if len(params) == width * _ROWS_PER_STATEMENT:
-            db.execute(_statement(head, tail, width, _ROWS_PER_STATEMENT), params)
-            params = []
-    if params:
-        db.execute(_statement(head, tail, width, len(params) // width), params)
-
-
-@functools.lru_cache(maxsize=64)
-def _statement(head: str, tail: str, width: int, rows: int) -> str:
-    one = "(" + ", ".join("?" * width) + ")"
-    return f"{head} VALUES {', '.join([one] * rows)} {tail}"
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-class _NotOurs(Exception):
-    """A readable SQLite file that is not a dts-watcher state file."""
-
-
-def _schema_version(db: sqlite3.Connection) -> int | None:
-    has_meta = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-    ).fetchone()
-    if not has_meta:
-        if db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
-            raise _NotOurs("an SQLite database, but not a dts-watcher state file")
-        return None
-    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if row is None or not str(row[0]).isdigit():
-        raise _NotOurs("no schema version recorded")
-    return int(row[0])
+def _try_a_write(db: sqlite3.Connection) -> None:
+    """Write, and roll back: SQLite opens a file it may not write read-only without a
+    word, and only the first real write would say so (in the middle of a cycle)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
+    finally:
+        db.execute("ROLLBACK")

@@ -455,7 +455,8 @@ def publishing_row() -> Section:
             "hour; each is also an event_dead_lettered watcher event. Should be 0.",
             "none",
             _query(
-                f"sum by (instance) (increase(dts_watcher_events_dead_lettered_total{{{WATCHER}}}[1h]))",
+                "sum by (instance) "
+                f"(increase(dts_watcher_events_dead_lettered_total{{{WATCHER}}}[1h]))",
                 "{{instance}} per hour",
             ),
         ),

@@ -29,6 +29,9 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".dts-watcher-installed"
+# pytest-xdist workers for the whole suite: most tests wait on servers (nats-server, the
+# simulator, subprocesses), so more workers than cores still shortens the run.
+WORKERS = 4
 SIM = ROOT / "sim"
 PROJECT_FILES = (ROOT / "pyproject.toml", SIM / "pyproject.toml")
 
@@ -99,7 +102,7 @@ def clock_check() -> int:
     """No test may depend on the date it runs at: run those that handle absolute time
     again with the wall clock a year ahead (see tests/conftest.py)."""
     print("dev.py: the time-sensitive tests again, the clock a year ahead", file=sys.stderr)
-    return _run(str(PY), "-m", "pytest", "-q", "--clock-shift=365")
+    return _run(str(PY), "-m", "pytest", "-q", "-n", str(WORKERS), "--clock-shift=365")
 
 
 def main(argv: list[str]) -> int:
@@ -111,7 +114,8 @@ def main(argv: list[str]) -> int:
     if task == "demo":
         return _run(str(PY), "-m", "watcher", "demo", *rest)
     if task == "test":
-        return lint() or _run(str(PY), "-m", "pytest", *rest) or (0 if rest else clock_check())
+        suite = rest or ["-n", str(WORKERS)]
+        return lint() or _run(str(PY), "-m", "pytest", *suite) or (0 if rest else clock_check())
     if task == "lint":
         return lint()
     if task == "bench":

@@ -66,8 +66,8 @@ class Config:
                 jobs=300,
                 runs=1,
                 steady_cycles=2,
-                latency_seconds=5.0,
-                growth_cycles=20,
+                latency_seconds=2.0,
+                growth_cycles=10,
                 growth_jobs=300,
                 quick=True,
             )

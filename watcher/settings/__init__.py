@@ -7,6 +7,7 @@ them. Secrets are `SecretStr`: they print as `**********` in reprs, logs and
 """
 
 from watcher.errors import ConfigError
+from watcher.settings.cluster import ClusterSettings
 from watcher.settings.common import CONFIG_ENV, ENV_PREFIX, redact_url
 from watcher.settings.dts import CredentialsSettings, DtsSettings
 from watcher.settings.load import Settings, env_name, load_settings, settings_digest
@@ -23,6 +24,7 @@ from watcher.settings.service import (
 __all__ = [
     "CONFIG_ENV",
     "ENV_PREFIX",
+    "ClusterSettings",
     "ConfigError",
     "CredentialsSettings",
     "DtsSettings",

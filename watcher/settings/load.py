@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from watcher.errors import ConfigError
+from watcher.settings.cluster import ClusterSettings, cluster_warnings
 from watcher.settings.common import CONFIG_ENV, ENV_PREFIX, redact_url
 from watcher.settings.dts import CredentialsSettings, DtsSettings
 from watcher.settings.nats import NatsSettings
@@ -56,6 +57,7 @@ class Settings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -75,7 +77,9 @@ class Settings(BaseSettings):
 
     def warnings(self) -> list[str]:
         """What is valid but probably a mistake; `check-config` prints it, `run` logs it."""
-        return self.dts.warnings()
+        return self.dts.warnings() + cluster_warnings(
+            self.cluster, self.nats.duplicate_window, self.poll.interval
+        )
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration as JSON-ready data, secrets shown as `**********`."""
@@ -240,6 +244,9 @@ def _describe_env_json(fallback: str) -> str:
 
 
 def settings_digest(settings: Settings) -> str:
-    """A short, stable fingerprint of the effective config (secrets excluded)."""
-    blob = json.dumps(settings.masked(), sort_keys=True, default=str).encode()
+    """A short, stable fingerprint of the effective config (secrets excluded). The member
+    name is left out: replicas sharing one configuration share its digest."""
+    data = settings.masked()
+    data["cluster"].pop("member", None)
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

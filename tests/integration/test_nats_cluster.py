@@ -1,6 +1,7 @@
 """The real three-node NATS cluster the replica tests run on (`dts_sim.NatsCluster`):
 R3 key-value buckets keep working when the node leading them is killed, and a killed
-node comes back on its ports and store and catches up."""
+node comes back on its ports and store and catches up; the leases bucket gets three
+replicas there, and one replica is warned about."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 
 from dts_sim.natsserver import NatsCluster
 from tests.support.cluster import eventually, wait_for
+from watcher.cluster import open_bucket
+from watcher.cluster.checks import survey
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -51,5 +54,27 @@ async def test_an_r3_bucket_survives_the_death_of_its_leader_node(
         await wait_for(lambda: nats_cluster.stream_current("KV_leases"))
         revision = await eventually(lambda: kv.update("shard", b"third", last=revision))
         assert (await kv.get("shard")).value == b"third"
+    finally:
+        await nc.close()
+
+
+async def test_the_leases_bucket_gets_three_replicas_and_one_is_warned_about(
+    nats_cluster: NatsCluster,
+) -> None:
+    nc = await nats.connect(servers=nats_cluster.url_list)
+    try:
+        js = nc.jetstream(timeout=5)
+        servers, findings = await survey(nc, js, nats_cluster.urls)
+        assert (servers, findings) == (3, [])
+        bucket, findings = await open_bucket(js, "leases", 15.0, replicas=3, servers=servers)
+        assert findings == []
+        assert (await js.stream_info(bucket.stream)).config.num_replicas == 3
+        # A bucket someone made with one replica (`nats kv add x --replicas 1`):
+        await js.create_key_value(bucket="lonely", history=1, ttl=15.0, replicas=1)
+        _, findings = await open_bucket(js, "lonely", 15.0, replicas=3, servers=servers)
+        (finding,) = findings
+        assert finding.level == "warning"
+        assert "1 replica on a NATS cluster of 3 servers" in finding.message
+        assert "DTS_WATCHER_CLUSTER__REPLICAS" in finding.message
     finally:
         await nc.close()

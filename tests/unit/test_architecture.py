@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("settings and logs", ("watcher.settings", "watcher.logs", "watcher.heap")),
     ("the model", ("watcher.snapshot", "watcher.kinds", "watcher.events")),
     ("pure judgement", ("watcher.rules", "watcher.detect", "watcher.source_health")),
-    ("DTS, state, NATS", ("watcher.dts", "watcher.store", "watcher.publish")),
+    ("DTS, state, NATS", ("watcher.dts", "watcher.store", "watcher.publish", "watcher.cluster")),
     ("what the service knows", ("watcher.status", "watcher.metrics", "watcher.http")),
     ("the cycle and the service", ("watcher.cycle", "watcher.service")),
     (

@@ -227,3 +227,28 @@ async def test_a_member_whose_name_another_process_takes_stops_with_a_clear_erro
             )
             # first's next round (a second later) finds it and ends run().
     assert len(caught) == 1 and "DTS_WATCHER_CLUSTER__MEMBER" in str(caught[0])
+
+
+async def test_nudges_make_a_join_and_a_clean_leave_take_effect_before_the_next_round(
+    nats_client: Any,
+) -> None:
+    """Rounds every 20 s here (TTL 60 s); a member that joins or leaves nudges the
+    others over core NATS, so they rebalance at once instead of at their next round."""
+    bucket = await make_bucket(nats_client, ttl=60.0)
+    names = ("a", "b", "c")
+    members = [Coordinator(Leases(bucket, n), SHARDS, Recorder(n), nc=nats_client) for n in names]
+
+    async def balanced(*which: Coordinator) -> None:
+        assert_balanced(*which)
+
+    with anyio.fail_after(15):  # well inside one 20 s round
+        async with anyio.create_task_group() as tg:
+            await tg.start(members[0].run)
+            await eventually(lambda: balanced(members[0]), deadline=15)
+            for m in members[1:]:
+                await tg.start(m.run)
+            await eventually(lambda: balanced(*members), deadline=15)
+            members[2].stop()
+            await eventually(lambda: balanced(*members[:2]), deadline=15)
+            for m in members[:2]:
+                m.stop()

@@ -93,13 +93,19 @@ def cluster_warnings(
     """What is valid but probably a mistake in cluster mode (nothing outside it)."""
     if not cluster.enabled:
         return []
+    # Part 1 of issue 15 builds the leases; part 2 wires them into the service.
+    found = [
+        "cluster.enabled (DTS_WATCHER_CLUSTER__ENABLED) is accepted but not wired into the "
+        "service yet: this replica watches every region on its own; run one replica"
+    ]
     needed = cluster.lease_ttl + poll_interval
     if duplicate_window >= needed:
-        return []
+        return found
     return [
+        *found,
         f"nats.duplicate_window (DTS_WATCHER_NATS__DUPLICATE_WINDOW, {duplicate_window:g} s) "
         f"is shorter than cluster.lease_ttl (DTS_WATCHER_CLUSTER__LEASE_TTL, "
         f"{cluster.lease_ttl:g} s) plus poll.interval (DTS_WATCHER_POLL__INTERVAL, "
         f"{poll_interval:g} s): an event re-published by the replica that takes over a "
-        f"shard could reach the stream twice; set the window to at least {needed:g} s"
+        f"shard could reach the stream twice; set the window to at least {needed:g} s",
     ]

@@ -81,6 +81,18 @@ async def test_the_fence_is_the_last_acknowledged_send_plus_ttl_minus_the_margin
     assert a.holds("s")
 
 
+async def test_the_fence_counts_from_before_the_request_not_from_its_answer(
+    bucket: Open,
+) -> None:
+    b = await bucket(ttl=30.0)
+    clock = Ticks(step=1.0)  # a second passes at every reading of the clock
+    a = Leases(b, "a", clock=clock)
+    assert await a.acquire("s")
+    # The clock was read once, before the write was sent (1000); counting from any
+    # later reading would let the fence outlive the lease in NATS.
+    assert a.valid_until("s") == 1000.0 + 30.0 - 6.0
+
+
 async def test_an_expired_lease_is_taken_by_another_after_the_holders_fence(
     bucket: Open,
 ) -> None:
@@ -168,7 +180,10 @@ async def test_two_processes_under_one_member_name_are_refused(bucket: Open) -> 
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(keep_alive)
-        with pytest.raises(ClusterError, match="DTS_WATCHER_CLUSTER__MEMBER") as caught:
+        with (
+            pytest.raises(ClusterError, match="DTS_WATCHER_CLUSTER__MEMBER") as caught,
+            anyio.fail_after(10),  # it answers within a renewal or two, not at a deadline
+        ):
             await second.register()
         assert "'pod-0'" in str(caught.value)
         tg.cancel_scope.cancel()

@@ -38,13 +38,17 @@ async def wait_for(condition: Callable[[], T | None], deadline: float = 30.0) ->
 
 
 class Ticks:
-    """A monotonic clock the test moves by hand (for fences and grace periods)."""
+    """A monotonic clock the test moves by hand (for fences and grace periods); with
+    `step`, every reading also moves it on (time passes while a request is in flight)."""
 
-    def __init__(self, start: float = 1000.0) -> None:
+    def __init__(self, start: float = 1000.0, step: float = 0.0) -> None:
         self.now = start
+        self.step = step
 
     def __call__(self) -> float:
-        return self.now
+        now = self.now
+        self.now += self.step
+        return now
 
     def advance(self, seconds: float) -> None:
         self.now += seconds

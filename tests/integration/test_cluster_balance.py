@@ -252,3 +252,24 @@ async def test_nudges_make_a_join_and_a_clean_leave_take_effect_before_the_next_
             await eventually(lambda: balanced(*members[:2]), deadline=15)
             for m in members[:2]:
                 m.stop()
+
+
+async def test_a_member_sees_when_a_silent_members_entries_will_end(nats_client: Any) -> None:
+    """The view says how soon the first entry of a member that stopped renewing ends
+    (by the server's timestamps), so the next round comes just after it rather than up
+    to a round later; a member that renews never looks like that."""
+    bucket = await make_bucket(nats_client, ttl=3.0)
+    a, _ = await member(bucket, "a")
+    silent, _ = await member(bucket, "silent")
+    for m in (a, silent, a, silent):
+        await m.round()
+    view = a.last_view
+    assert view is not None and view.soonest_end is not None
+    assert view.soonest_end > a.leases.ttl - a.leases.renew_interval - 0.5  # all fresh
+
+    async def ending() -> None:
+        await a.round()
+        assert a.last_view is not None and a.last_view.soonest_end is not None
+        assert a.last_view.soonest_end < a.leases.renew_interval
+
+    await eventually(ending, deadline=10)  # silent stopped renewing: its entries age

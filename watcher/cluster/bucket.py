@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -50,6 +51,7 @@ class Entry:
     revision: int
     value: bytes
     tombstone: bool  # a delete, a purge, or a server marker: the key holds nothing
+    written: datetime | None = None  # when the server stored it (its clock); read_all only
 
 
 def _tombstone(headers: dict[str, str] | None) -> bool:
@@ -101,8 +103,13 @@ class Bucket:
                 for _ in range((info.num_pending or 0) + delivered):
                     msg = await sub.next_msg(timeout=within)
                     key = msg.subject[len(prefix) :]
+                    meta = msg.metadata
                     entry = Entry(
-                        key, msg.metadata.sequence.stream, msg.data, _tombstone(msg.headers)
+                        key,
+                        meta.sequence.stream,
+                        msg.data,
+                        _tombstone(msg.headers),
+                        meta.timestamp,
                     )
                     if key not in found or found[key].revision < entry.revision:
                         found[key] = entry

@@ -76,17 +76,30 @@ class _Quiet:
 
 
 class View:
-    """The bucket as one read saw it: live members and who holds which shard."""
+    """The bucket as one read saw it: live members, who holds which shard, and when the
+    first entry another member stopped renewing should end."""
 
-    def __init__(self, members: dict[str, Claim], leases: dict[str, Claim]) -> None:
+    def __init__(
+        self,
+        members: dict[str, Claim],
+        leases: dict[str, Claim],
+        soonest_end: float | None = None,
+    ) -> None:
         self.members = members
         self.leases = leases
+        # Seconds from the read until the first entry of another member ends if it is
+        # not renewed (by the server's clock, against the newest entry of the read).
+        self.soonest_end = soonest_end
 
 
 async def read_view(leases: Leases) -> View:
     members: dict[str, Claim] = {}
     held: dict[str, Claim] = {}
-    for entry in await leases.bucket.read_all(leases.timeout):
+    entries = await leases.bucket.read_all(leases.timeout)
+    stamps = [e.written for e in entries if e.written is not None]
+    newest = max(stamps) if stamps else None
+    soonest: float | None = None
+    for entry in entries:
         parsed = parse_key(entry.key)
         claim = None if entry.tombstone else Claim.decode(entry.value)
         if parsed is None or claim is None:
@@ -96,7 +109,12 @@ async def read_view(leases: Leases) -> View:
             members[name] = claim
         elif kind == LEASE:
             held[name] = claim
-    return View(members, held)
+        else:
+            continue
+        if claim.incarnation != leases.incarnation and newest and entry.written:
+            ends = leases.ttl - (newest - entry.written).total_seconds()
+            soonest = ends if soonest is None else min(soonest, ends)
+    return View(members, held, soonest)
 
 
 class Coordinator:
@@ -191,8 +209,7 @@ class Coordinator:
                     break
                 # After a failed renewal, try again soon: a NATS leader election takes
                 # seconds, and the fence keeps running meanwhile.
-                pause = self.leases.renew_interval / (6 if self._troubled else 1)
-                with anyio.move_on_after(pause) as scope:
+                with anyio.move_on_after(self._pause()) as scope:
                     await self._wake.wait()  # stop(), a handover done, another's nudge
                 if not scope.cancelled_caught:
                     await anyio.sleep(0.05)  # let a burst of nudges make one round
@@ -201,6 +218,16 @@ class Coordinator:
         if refused is not None:
             raise refused
         await self.leases.leave()
+
+    def _pause(self) -> float:
+        """Until the next round: the renewal interval; a sixth of it after a failed
+        renewal; or just past the moment an entry of a member that stopped renewing
+        should end (its shards are then taken at once, not up to a round later)."""
+        pause = self.leases.renew_interval / (6 if self._troubled else 1)
+        soonest = self.last_view.soonest_end if self.last_view is not None else None
+        if soonest is not None and soonest + 0.25 < pause:
+            pause = max(0.25, soonest + 0.25)
+        return pause
 
     async def round(self) -> Plan:
         """One round (see the module's docstring); returns what it decided."""

@@ -31,7 +31,7 @@ SHARDS = [f"account-{a}/cn-region-{r}" for a in range(3) for r in range(4)]
 
 async def make_bucket(nats_client: Any, ttl: float) -> Bucket:
     bucket, findings = await open_bucket(
-        nats_client.jetstream(timeout=2), "leases", ttl, replicas=1, servers=1
+        nats_client.jetstream(timeout=2), "leases", ttl, replicas=1
     )
     raise_errors(findings)
     return bucket

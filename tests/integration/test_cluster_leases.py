@@ -39,7 +39,7 @@ async def js(nats_client: Any) -> Any:
 @pytest.fixture
 async def bucket(js: Any) -> AsyncIterator[Open]:
     async def make(name: str = "leases", ttl: float = 30.0) -> Bucket:
-        opened, findings = await open_bucket(js, name, ttl, replicas=1, servers=1)
+        opened, findings = await open_bucket(js, name, ttl, replicas=1)
         raise_errors(findings)
         return opened
 
@@ -153,7 +153,7 @@ async def test_a_lease_is_taken_over_a_server_expiry_marker(js: Any) -> None:
     marker left when the TTL removes a lease counts as free. nats-py's own `create`
     waits for the marker's own expiry (a second TTL)."""
     await js.create_key_value(bucket="marked", history=1, ttl=1.0, limit_marker_ttl=30.0)
-    b, findings = await open_bucket(js, "marked", 1.0, replicas=1, servers=1)
+    b, findings = await open_bucket(js, "marked", 1.0, replicas=1)
     assert findings == []
     a, other = Leases(b, "a"), Leases(b, "b")
     assert await a.acquire("s")
@@ -218,7 +218,7 @@ async def test_cluster_mode_without_jetstream_is_an_error_naming_the_setting(
     with NatsServer(store_dir=tmp_path, jetstream=False) as server:
         nc = await nats.connect(server.url)
         try:
-            _, findings = await survey(nc, nc.jetstream(timeout=2), server.url)
+            findings = await survey(nc.jetstream(timeout=2), server.url)
         finally:
             await nc.close()
     assert [f.level for f in findings] == ["error"]
@@ -228,8 +228,15 @@ async def test_cluster_mode_without_jetstream_is_an_error_naming_the_setting(
         raise_errors(findings)
 
 
-async def test_a_lone_server_with_jetstream_passes_the_survey(
+async def test_a_lone_server_with_jetstream_passes_the_survey_and_gets_an_r1_bucket(
     nats_server: NatsServer, nats_client: Any
 ) -> None:
-    servers, findings = await survey(nats_client, nats_client.jetstream(), nats_server.url)
-    assert (servers, findings) == (1, [])
+    js = nats_client.jetstream()
+    assert await survey(js, nats_server.url) == []
+    # Three replicas asked for (the default), one server: R1, and a warning saying so.
+    bucket, (finding,) = await open_bucket(js, "leases", 15.0, replicas=3)
+    assert (await js.stream_info(bucket.stream)).config.num_replicas == 1
+    assert finding.level == "warning" and "DTS_WATCHER_CLUSTER__REPLICAS" in finding.message
+    # Not a cluster: one replica is all there can be, nothing to warn about.
+    _, findings = await open_bucket(js, "leases", 15.0, replicas=3)
+    assert findings == []

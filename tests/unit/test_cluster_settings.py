@@ -107,23 +107,22 @@ def test_replicas_sharing_a_configuration_share_its_digest() -> None:
 
 
 def test_one_replica_on_a_cluster_is_a_warning_naming_the_setting() -> None:
-    assert checks.replicas("bucket x", checks.REPLICAS, 1, servers=1) == []
-    assert checks.replicas("bucket x", checks.REPLICAS, 3, servers=3) == []
-    (finding,) = checks.replicas("bucket x", checks.REPLICAS, 1, servers=3)
+    assert checks.replicas("bucket x", checks.REPLICAS, 1, clustered=False) == []
+    assert checks.replicas("bucket x", checks.REPLICAS, 3, clustered=True) == []
+    (finding,) = checks.replicas("bucket x", checks.REPLICAS, 1, clustered=True)
     assert finding.level == "warning"
-    assert "DTS_WATCHER_CLUSTER__REPLICAS" in finding.message and "3 servers" in finding.message
+    assert "DTS_WATCHER_CLUSTER__REPLICAS" in finding.message and "cluster" in finding.message
     (finding,) = checks.replicas(
-        "stream DTS_EVENTS", "nats.stream_replicas (DTS_WATCHER_NATS__STREAM_REPLICAS)", 1, 5
+        "stream DTS_EVENTS", "nats.stream_replicas (DTS_WATCHER_NATS__STREAM_REPLICAS)", 1, True
     )
-    assert "DTS_WATCHER_NATS__STREAM_REPLICAS" in finding.message and "--replicas 3" in (
-        finding.message
-    )
+    assert "DTS_WATCHER_NATS__STREAM_REPLICAS" in finding.message
+    assert "--replicas 3" in finding.message
 
 
-def test_more_replicas_than_servers_are_capped_with_a_warning() -> None:
-    assert checks.effective_replicas(3, 5) == (3, [])
-    count, (finding,) = checks.effective_replicas(3, 1)
-    assert count == 1 and "DTS_WATCHER_CLUSTER__REPLICAS" in finding.message
+def test_fewer_replicas_than_asked_for_are_a_warning() -> None:
+    assert checks.fewer_replicas("bucket x", 3, 3, "") == []
+    (finding,) = checks.fewer_replicas("bucket x", 3, 1, "not clustered")
+    assert "DTS_WATCHER_CLUSTER__REPLICAS" in finding.message and "has 1" in finding.message
 
 
 def test_a_short_duplicate_window_on_the_stream_is_a_warning() -> None:
@@ -140,8 +139,3 @@ def test_a_bucket_ttl_other_than_the_lease_ttl_is_an_error() -> None:
     for have in (30.0, None, 0.0):
         (finding,) = checks.bucket_ttl("b", have, 15.0)
         assert finding.level == "error" and "DTS_WATCHER_CLUSTER__LEASE_TTL" in finding.message
-
-
-def test_the_cluster_size_comes_from_the_servers_connect_urls() -> None:
-    assert checks.cluster_size({}) == 1
-    assert checks.cluster_size({"connect_urls": ["a:4222", "b:4222", "c:4222"]}) == 3

@@ -122,19 +122,15 @@ class Bucket:
         return sorted(found.values(), key=lambda e: e.key)
 
 
-async def open_bucket(
-    js: Any, name: str, ttl: float, replicas: int, servers: int
-) -> tuple[Bucket, list[Finding]]:
-    """The leases bucket, created if missing (TTL `ttl`, `replicas` capped by the number
-    of servers); its findings when it exists with another TTL or too few replicas."""
-    findings: list[Finding] = []
-    stream = f"KV_{name}"
-    try:
-        info = await js.stream_info(stream)
-    except nats.js.errors.NotFoundError:
-        info = None
-    if info is None:
-        count, findings = checks.effective_replicas(replicas, servers)
+# Placement refused: not clustered (10074), no suitable peers (10005), not enough
+# resources (10023). The bucket is then made with fewer replicas, and that is said.
+_CANNOT_PLACE = (10074, 10005, 10023)
+
+
+async def _create(js: Any, name: str, ttl: float, replicas: int) -> tuple[Any, list[Finding]]:
+    """Make the bucket with `replicas`, or as many as NATS can place (said)."""
+    reason = ""
+    for count in range(replicas, 0, -1):
         config = KeyValueConfig(
             bucket=name,
             description="dts-watcher: who holds which shard, and which replicas are alive",
@@ -145,13 +141,39 @@ async def open_bucket(
         )
         try:
             kv = await js.create_key_value(config)
+        except nats.js.errors.APIError as exc:
+            if getattr(exc, "err_code", None) not in _CANNOT_PLACE or count == 1:
+                raise
+            reason = str(exc.description or exc)
+            continue
+        what = f"the leases bucket {name}"
+        return kv, checks.fewer_replicas(what, replicas, count, reason)
+    raise AssertionError("unreachable: count 1 either returns or raises")
+
+
+async def open_bucket(
+    js: Any, name: str, ttl: float, replicas: int
+) -> tuple[Bucket, list[Finding]]:
+    """The leases bucket, created if missing (TTL `ttl`, `replicas`, or as many as NATS
+    can place); its findings when it exists with another TTL or one replica on a
+    cluster."""
+    stream = f"KV_{name}"
+    try:
+        info = await js.stream_info(stream)
+    except nats.js.errors.NotFoundError:
+        info = None
+    if info is None:
+        try:
+            kv, findings = await _create(js, name, ttl, replicas)
         except nats.js.errors.BadRequestError as exc:
             if exc.err_code != _STREAM_NAME_IN_USE:
                 raise
             info = await js.stream_info(stream)  # another replica made it just now
         else:
             return Bucket(js, kv, name, ttl), findings
-    findings += checks.bucket_ttl(name, info.config.max_age, ttl)
+    findings = checks.bucket_ttl(name, info.config.max_age, ttl)
+    clustered = bool(info.cluster is not None and info.cluster.name)
     what = f"the leases bucket {name}"
-    findings += checks.replicas(what, checks.REPLICAS, info.config.num_replicas or 1, servers)
+    have = info.config.num_replicas or 1
+    findings += checks.replicas(what, checks.REPLICAS, have, clustered)
     return Bucket(js, await js.key_value(name), name, ttl), findings

@@ -8,6 +8,9 @@ returns `Finding`s (an error stops the start, a warning is logged and shown by
   state) live there. An error.
 - **One replica on a multi-node cluster**: a bucket or stream with `num_replicas` 1 lives
   on one server; when that server goes, the leases (or events) go with it. A warning.
+  Whether JetStream is clustered, and how many replicas it can place, is JetStream's
+  answer (a stream's `cluster.name`; a placement refused), not the client's guess: the
+  list of servers a client is told about (`connect_urls`) is often switched off.
 - **A duplicate window shorter than the lease TTL plus a cycle**: after a failover the new
   holder re-publishes what the old one may already have stored, up to a lease TTL and a
   cycle later; JetStream drops the copy only within its duplicate window. A warning.
@@ -29,9 +32,8 @@ from watcher.errors import ClusterError, why
 __all__ = [
     "Finding",
     "bucket_ttl",
-    "cluster_size",
     "duplicate_window",
-    "effective_replicas",
+    "fewer_replicas",
     "jetstream_missing",
     "raise_errors",
     "replicas",
@@ -69,37 +71,30 @@ def jetstream_missing(error: BaseException | None, servers: str) -> list[Finding
     ]
 
 
-def cluster_size(server_info: dict[str, Any]) -> int:
-    """How many servers the cluster has, from the INFO the server sent at connect time
-    (its `connect_urls`, every server's client address; absent on a lone server)."""
-    urls = server_info.get("connect_urls") or []
-    return max(1, len(set(urls)))
-
-
-def effective_replicas(wanted: int, servers: int) -> tuple[int, list[Finding]]:
-    """The replicas a new bucket gets: as many as wanted, but no more than servers."""
-    if wanted <= servers:
-        return wanted, []
-    return servers, [
-        Finding(
-            "warning",
-            f"{REPLICAS} is {wanted} but NATS has {servers} server(s): the leases bucket "
-            f"gets {servers} replica(s)",
-        )
-    ]
-
-
-def replicas(what: str, setting: str, have: int, servers: int) -> list[Finding]:
-    """A bucket or stream (`what`) with one replica on a cluster of several servers."""
-    if have > 1 or servers < 2:
+def fewer_replicas(what: str, wanted: int, got: int, reason: str) -> list[Finding]:
+    """A new bucket got fewer replicas than asked for: NATS could not place more."""
+    if got >= wanted:
         return []
     return [
         Finding(
             "warning",
-            f"{what} has 1 replica on a NATS cluster of {servers} servers: it is lost or "
-            f"unavailable while that one server is; give it {min(3, servers)} replicas "
-            f"({setting} for new ones; `nats stream edit <name> --replicas "
-            f"{min(3, servers)}` for one that exists)",
+            f"{REPLICAS} is {wanted} but NATS could not place that many ({reason}): "
+            f"{what} has {got}",
+        )
+    ]
+
+
+def replicas(what: str, setting: str, have: int, clustered: bool) -> list[Finding]:
+    """A bucket or stream (`what`) with one replica on a NATS cluster (`clustered`: its
+    stream info names a cluster, as it does when JetStream runs clustered)."""
+    if have > 1 or not clustered:
+        return []
+    return [
+        Finding(
+            "warning",
+            f"{what} has 1 replica on a NATS cluster: it is lost or unavailable while that "
+            f"one server is; give it 3 replicas ({setting} for new ones; `nats stream edit "
+            f"<name> --replicas 3` for one that exists)",
         )
     ]
 
@@ -146,11 +141,10 @@ def raise_errors(findings: list[Finding]) -> None:
             raise ClusterError(finding.message)
 
 
-async def survey(nc: Any, js: Any, servers: str) -> tuple[int, list[Finding]]:
-    """Ask NATS what cluster mode needs: JetStream, and how many servers there are."""
+async def survey(js: Any, servers: str) -> list[Finding]:
+    """Ask NATS what cluster mode needs: JetStream."""
     try:
         await js.account_info()
     except Exception as exc:  # nats-py raises a variety of protocol and timeout errors
-        return 0, jetstream_missing(exc, servers)
-    info = getattr(nc, "_server_info", None)  # nats-py keeps the INFO it got, unexposed
-    return cluster_size(info if isinstance(info, dict) else {}), []
+        return jetstream_missing(exc, servers)
+    return []

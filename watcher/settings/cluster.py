@@ -51,8 +51,8 @@ class ClusterSettings(Section):
         3,
         ge=1,
         le=5,
-        description="JetStream replicas of the leases bucket (capped by the number of NATS "
-        "servers; 1 on a multi-node cluster is warned about)",
+        description="JetStream replicas of the leases bucket (fewer, with a warning, when "
+        "NATS cannot place that many; 1 on a multi-node cluster is warned about)",
     )
 
     @field_validator("member")

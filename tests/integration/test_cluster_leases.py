@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import nats
 import nats.js.errors
 import pytest
@@ -109,7 +111,7 @@ async def test_an_expired_lease_is_taken_by_another_after_the_holders_fence(
     taken_at = time.monotonic()
     assert fence <= taken_at  # the old holder had stopped counting on it before
     assert not a.holds("s")
-    assert not await a.renew("s")  # its renewal finds another writer: dropped at once
+    assert await a.renew("s") is False  # its renewal finds another writer: dropped at once
     assert a.held() == frozenset() and a.valid_until("s") is None
 
 
@@ -119,7 +121,7 @@ async def test_a_renewal_that_finds_another_writer_drops_the_lease(bucket: Open)
     assert await a.acquire("s")
     intruder = Claim("b", "other-process", "2020-01-01T00:00:00Z")
     await b.kv.put(lease_key("s"), intruder.encode())
-    assert not await a.renew("s")
+    assert await a.renew("s") is False
     assert not a.holds("s") and "s" not in a.held()
     # Its release does not delete what someone else wrote.
     await a.release("s")
@@ -146,6 +148,53 @@ async def test_release_frees_the_shard_at_once(bucket: Open) -> None:
     await a.release("s")
     assert not a.holds("s")
     assert await other.acquire("s")  # over the delete marker, without waiting
+
+
+class SlowAnswers:
+    """The bucket's real key-value handle, except that an update, once NATS has stored
+    it, answers only when the test lets it (a renewal whose answer is on its way)."""
+
+    def __init__(self, kv: Any) -> None:
+        self.kv = kv
+        self.stored = anyio.Event()
+        self.answer = anyio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.kv, name)
+
+    async def update(self, *args: Any, **kwargs: Any) -> int:
+        revision: int = await self.kv.update(*args, **kwargs)
+        self.stored.set()
+        await self.answer.wait()
+        return revision
+
+
+async def test_a_release_during_a_renewal_frees_the_shard_and_loses_nothing(
+    bucket: Open,
+) -> None:
+    """The handover's release and the round's renewal of the same lease at once: the
+    release waits for the renewal and deletes the revision it wrote (deleting the one
+    before would fail, and the renewed lease would block the shard for a TTL)."""
+    b = await bucket()
+    slow = SlowAnswers(b.kv)
+    a, other = Leases(replace(b, kv=slow), "a"), Leases(b, "b")
+    assert await a.acquire("s")
+    answers: list[bool | None] = []
+
+    async def renew() -> None:
+        answers.append(await a.renew("s"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(renew)
+        await slow.stored.wait()  # the renewal is in NATS, its answer not back yet
+        tg.start_soon(a.release, "s")
+        while "s" in a.held():
+            await anyio.lowlevel.checkpoint()
+        slow.answer.set()
+    assert answers == [True]  # renewed: not "lost"
+    assert not a.holds("s")
+    assert await other.acquire("s")  # free at once
+    assert await a.renew("s") is None  # nothing held: nothing to renew, nothing lost
 
 
 async def test_a_lease_is_taken_over_a_server_expiry_marker(js: Any) -> None:

@@ -299,7 +299,7 @@ class Coordinator:
 
         async def renew(shard: str) -> None:
             try:
-                if not await self.leases.renew(shard):
+                if await self.leases.renew(shard) is False:  # None: released meanwhile
                     lost.append(shard)
             except TRANSIENT as exc:
                 self._troubled = True

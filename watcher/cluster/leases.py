@@ -102,8 +102,8 @@ def _now_text() -> str:
 
 
 class Leases:
-    """This member's leases and heartbeat in one bucket. Not safe for concurrent calls on
-    the same shard (the coordinator makes one call per shard at a time)."""
+    """This member's leases and heartbeat in one bucket. Calls on one shard take turns
+    (a release waits for a renewal in flight, and deletes the revision it wrote)."""
 
     def __init__(
         self,
@@ -125,6 +125,7 @@ class Leases:
         self.timeout = timeout if timeout is not None else min(5.0, self.ttl / 5)
         self._wall = wall
         self._held: dict[str, _Held] = {}
+        self._locks: dict[str, anyio.Lock] = {}
         self._heartbeat: _Held | None = None
 
     @property
@@ -208,9 +209,16 @@ class Leases:
 
     # --- leases -----------------------------------------------------------------------
 
+    def _turn(self, shard: str) -> anyio.Lock:
+        return self._locks.setdefault(shard, anyio.Lock())
+
     async def acquire(self, shard: str) -> bool:
         """Take the lease on `shard`; False if someone else holds it. Network errors
         are raised (the lease may or may not have been taken: the next round tells)."""
+        async with self._turn(shard):
+            return await self._acquire(shard)
+
+    async def _acquire(self, shard: str) -> bool:
         if self.holds(shard):
             return True
         held = self._held.get(shard)  # past its fence: renewed over, "since" kept
@@ -222,13 +230,18 @@ class Leases:
         self._held[shard] = _Held(taken[0], taken[1], claim)
         return True
 
-    async def renew(self, shard: str) -> bool:
-        """Renew the lease on `shard`; False if it was lost (someone else wrote it, or it
-        expired), and then it is dropped. Network errors are raised and the lease kept
-        (its fence unchanged)."""
-        held = self._held.get(shard)
-        if held is None:
-            return False
+    async def renew(self, shard: str) -> bool | None:
+        """Renew the lease on `shard`: True if renewed; False if it was lost (someone
+        else wrote it, or it expired), and then it is dropped; None if this member holds
+        no lease on it (released meanwhile). Network errors are raised and the lease
+        kept (its fence unchanged)."""
+        async with self._turn(shard):
+            held = self._held.get(shard)
+            if held is None:
+                return None
+            return await self._renew(shard, held)
+
+    async def _renew(self, shard: str, held: _Held) -> bool:
         key = lease_key(shard)
         try:
             revision, fence = await self._write(key, held.claim, held.revision)
@@ -254,8 +267,9 @@ class Leases:
         held = self._held.pop(shard, None)
         if held is None:
             return
-        with anyio.fail_after(self.timeout):
-            await self._delete(lease_key(shard), held.revision)
+        async with self._turn(shard):  # a renewal in flight updates `held.revision`
+            with anyio.fail_after(self.timeout):
+                await self._delete(lease_key(shard), held.revision)
 
     def drop(self, shard: str) -> None:
         """Forget a lease without a word to NATS (it ends by itself within the TTL)."""

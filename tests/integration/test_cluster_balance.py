@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -273,3 +274,26 @@ async def test_a_member_sees_when_a_silent_members_entries_will_end(nats_client:
         assert a.last_view.soonest_end < a.leases.renew_interval
 
     await eventually(ending, deadline=10)  # silent stopped renewing: its entries age
+
+
+async def test_a_member_whose_heartbeat_outlived_the_ttl_counts_as_gone(
+    nats_client: Any,
+) -> None:
+    """NATS removes expired entries in batches, a little after their time: a heartbeat
+    older than the TTL is a dead member's, not a live one's. (Here the bucket keeps
+    entries 60 s while the members count on 1 s, so the stale entry stays.)"""
+    stored = await make_bucket(nats_client, ttl=60.0)
+    bucket = replace(stored, ttl=1.0)
+    silent = Leases(bucket, "silent")
+    await silent.register()  # and never again
+    a, _ = await member(bucket, "a", grace=600.0)
+    theirs = {s for s, owner in assign(SHARDS, ["a", "silent"]).items() if owner == "silent"}
+    await a.round()
+    assert a.leases.held() == frozenset(SHARDS) - theirs  # silent is alive: its share waits
+
+    async def gone() -> None:
+        await a.round()
+        assert a.last_view is not None and "silent" in a.last_view.overdue
+        assert a.leases.held() == frozenset(SHARDS)  # not waiting for the grace period
+
+    await eventually(gone, deadline=10)

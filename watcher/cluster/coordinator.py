@@ -84,9 +84,13 @@ class View:
         members: dict[str, Claim],
         leases: dict[str, Claim],
         soonest_end: float | None = None,
+        overdue: frozenset[str] = frozenset(),
     ) -> None:
         self.members = members
         self.leases = leases
+        # Members whose heartbeat has outlived the TTL: dead, the server has just not
+        # removed the entry yet (it removes expired entries in batches).
+        self.overdue = overdue
         # Seconds from the read until the first entry of another member ends if it is
         # not renewed (by the server's clock, against the newest entry of the read).
         self.soonest_end = soonest_end
@@ -99,6 +103,7 @@ async def read_view(leases: Leases) -> View:
     stamps = [e.written for e in entries if e.written is not None]
     newest = max(stamps) if stamps else None
     soonest: float | None = None
+    overdue: set[str] = set()
     for entry in entries:
         parsed = parse_key(entry.key)
         claim = None if entry.tombstone else Claim.decode(entry.value)
@@ -114,7 +119,9 @@ async def read_view(leases: Leases) -> View:
         if claim.incarnation != leases.incarnation and newest and entry.written:
             ends = leases.ttl - (newest - entry.written).total_seconds()
             soonest = ends if soonest is None else min(soonest, ends)
-    return View(members, held, soonest)
+            if kind == MEMBER and ends <= 0:
+                overdue.add(name)
+    return View(members, held, soonest, frozenset(overdue))
 
 
 class Coordinator:
@@ -254,9 +261,12 @@ class Coordinator:
     def _situation(self, view: View) -> Situation:
         me, held = self.leases.member, self.leases.held()
         now = self.leases.clock()
-        # A member that is leaving takes nothing: count it out at once.
+        # A member that is leaving takes nothing, nor one whose heartbeat has outlived
+        # the TTL: count them out at once.
         members = {
-            name: claim.incarnation for name, claim in view.members.items() if not claim.leaving
+            name: claim.incarnation
+            for name, claim in view.members.items()
+            if not claim.leaving and name not in view.overdue
         }
         members[me] = self.leases.incarnation
         # A lease of this process it does not know of (an acquire whose answer was

@@ -22,6 +22,7 @@ from tests.support.cluster import Recorder, Ticks, eventually
 from watcher.cluster import Claim, Coordinator, Leases, open_bucket
 from watcher.cluster.bucket import Bucket
 from watcher.cluster.checks import raise_errors
+from watcher.cluster.keys import lease_key
 from watcher.cluster.plan import assign
 from watcher.errors import ClusterError
 
@@ -297,3 +298,37 @@ async def test_a_member_whose_heartbeat_outlived_the_ttl_counts_as_gone(
         assert a.leases.held() == frozenset(SHARDS)  # not waiting for the grace period
 
     await eventually(gone, deadline=10)
+
+
+async def test_an_acquire_the_view_promised_and_the_bucket_refused_is_retried_soon(
+    nats_client: Any,
+) -> None:
+    """A read from a server that removed an expired lease before the bucket's leader
+    did says "free" when it is not yet: the next round comes soon, not a round later.
+    (Here another member takes the shard between the read and the acquire.)"""
+    stored = await make_bucket(nats_client, ttl=60.0)  # rounds every 20 s
+    intruder = Claim("other", "other-process", "2020-01-01T00:00:00Z")
+    first_read = True
+
+    class Racing:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(stored, name)
+
+        async def read_all(self, within: float = 5.0) -> Any:
+            nonlocal first_read
+            entries = await stored.read_all(within)
+            if first_read:  # between this read and the acquires, "other" takes one
+                first_read = False
+                await stored.kv.create(lease_key(SHARDS[0]), intruder.encode())
+            return entries
+
+    a = Coordinator(Leases(Racing(), "a"), SHARDS)  # type: ignore[arg-type]
+    async with anyio.create_task_group() as tg:
+        await tg.start(a.run)
+
+        async def looked_again() -> None:
+            assert a.rounds >= 2
+
+        await eventually(looked_again, deadline=5)
+        assert SHARDS[0] not in a.leases.held()
+        a.stop()

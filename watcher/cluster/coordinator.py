@@ -148,6 +148,7 @@ class Coordinator:
         self._leaving: set[str] = set()
         self.handover_timeout = 4 * leases.ttl if handover_timeout is None else handover_timeout
         self._troubled = False
+        self._contended = False
         self._stopping = anyio.Event()
         self._wake = anyio.Event()
         self._tg: Any = None
@@ -228,9 +229,12 @@ class Coordinator:
 
     def _pause(self) -> float:
         """Until the next round: the renewal interval; a sixth of it after a failed
-        renewal; or just past the moment an entry of a member that stopped renewing
+        renewal; a tenth after an acquire the view promised and the bucket refused; or
+        just past the moment an entry of a member that stopped renewing
         should end (its shards are then taken at once, not up to a round later)."""
         pause = self.leases.renew_interval / (6 if self._troubled else 1)
+        if self._contended:
+            pause = min(pause, max(0.25, self.leases.renew_interval / 10))
         soonest = self.last_view.soonest_end if self.last_view is not None else None
         if soonest is not None and soonest + 0.25 < pause:
             pause = max(0.25, soonest + 0.25)
@@ -239,7 +243,7 @@ class Coordinator:
     async def round(self) -> Plan:
         """One round (see the module's docstring); returns what it decided."""
         self.rounds += 1
-        self._troubled = False
+        self._troubled = self._contended = False
         await self._renew_all()
         try:
             view = await read_view(self.leases)
@@ -332,6 +336,10 @@ class Coordinator:
             log.warning("cluster.acquire_failed", shard=shard, error=why(exc))
             return
         if not taken:
+            # The view said free, the bucket's leader disagrees: the read came from a
+            # server that removed an expired entry before the leader did. Look again
+            # soon rather than a round later.
+            self._contended = True
             return
         if passed_over is not None:
             self._passed_over[shard] = passed_over

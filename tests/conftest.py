@@ -24,7 +24,7 @@ import pytest
 import time_machine
 
 from dts_sim import Simulator
-from dts_sim.natsserver import NatsServer
+from dts_sim.natsserver import NatsCluster, NatsServer
 from watcher.store import Store
 
 
@@ -89,6 +89,14 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     server = NatsServer(store_dir=store)
     with server:
         yield server
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three nats-server nodes routed on loopback, JetStream on each, ready (a meta
+    leader elected). Clients connect with `servers=nats_cluster.url_list`."""
+    with NatsCluster(3, tmp_path / "nats-cluster") as cluster:
+        yield cluster
 
 
 @pytest.fixture

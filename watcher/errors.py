@@ -6,6 +6,8 @@ The branches say whose side the problem is on:
 
     WatcherError
     ├── ConfigError      the settings or the command line (exit 2)
+    │   └── ClusterError       cluster mode cannot work here: no JetStream, a bucket
+    │                          that disagrees, a second replica under this member name
     ├── SourceError      DTS or the credentials for it
     │   ├── CredentialsError   no usable credentials (exit 2 at start-up)
     │   └── DtsError           a DTS call that failed for good (a region's failure)
@@ -31,6 +33,12 @@ class WatcherError(Exception):
 
 class ConfigError(WatcherError):
     """Invalid configuration or arguments; the message names the setting."""
+
+
+class ClusterError(ConfigError):
+    """Cluster mode cannot work with these settings in these surroundings (NATS without
+    JetStream, a leases bucket with another TTL, two replicas under one member name);
+    the message names the setting to change."""
 
 
 class SourceError(WatcherError):

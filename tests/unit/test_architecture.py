@@ -67,6 +67,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "watcher.pubacks",
             "watcher.publish",
             "watcher.silence_bucket",
+            "watcher.cluster",
         ),
     ),
     ("what the service knows", ("watcher.status", "watcher.metrics", "watcher.http")),

@@ -8,6 +8,7 @@ them. Secrets are `SecretStr`: they print as `**********` in reprs, logs and
 
 from watcher.errors import ConfigError
 from watcher.settings.accounts import AccountSettings
+from watcher.settings.cluster import ClusterSettings
 from watcher.settings.common import CONFIG_ENV, ENV_PREFIX, redact_url
 from watcher.settings.dts import CredentialsSettings, DtsSettings
 from watcher.settings.events import EventsSettings
@@ -26,6 +27,7 @@ __all__ = [
     "CONFIG_ENV",
     "ENV_PREFIX",
     "AccountSettings",
+    "ClusterSettings",
     "ConfigError",
     "CredentialsSettings",
     "DtsSettings",

@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from watcher.errors import ConfigError
 from watcher.settings.accounts import AccountSettings, check_accounts, watched_accounts
+from watcher.settings.cluster import ClusterSettings, cluster_warnings
 from watcher.settings.common import CONFIG_ENV, ENV_PREFIX, is_loopback, redact_url
 from watcher.settings.dts import CredentialsSettings, DtsSettings
 from watcher.settings.events import EventsSettings
@@ -74,6 +75,8 @@ class Settings(BaseSettings):
         accounts are configured)."""
         return watched_accounts(self.dts, self.accounts)
 
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -93,7 +96,9 @@ class Settings(BaseSettings):
     def warnings(self) -> list[str]:
         """What is valid but probably a mistake; `check-config` prints it, `run` logs it."""
         regions = dict.fromkeys(r for account in self.watched_accounts() for r in account.regions)
-        return unknown_region_warnings(regions, self.dts.allow_regions)
+        return unknown_region_warnings(regions, self.dts.allow_regions) + cluster_warnings(
+            self.cluster, self.nats.duplicate_window, self.poll.interval
+        )
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration as JSON-ready data, secrets shown as `**********`."""
@@ -338,6 +343,9 @@ def _describe_env_json(fallback: str) -> str:
 
 
 def settings_digest(settings: Settings) -> str:
-    """A short, stable fingerprint of the effective config (secrets excluded)."""
-    blob = json.dumps(settings.masked(), sort_keys=True, default=str).encode()
+    """A short, stable fingerprint of the effective config (secrets excluded). The member
+    name is left out: replicas sharing one configuration share its digest."""
+    data = settings.masked()
+    data["cluster"].pop("member", None)
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

@@ -28,6 +28,7 @@ from pydantic import BeforeValidator, Field
 from watcher.dts.models import (
     ApiModel,
     DataSynchronizationStatus,
+    EndpointModel,
     InitializationStatus,
     LooseBool,
     LooseFloat,
@@ -37,7 +38,9 @@ from watcher.dts.models import (
     LooseStr,
     LooseTime,
     PageParse,
+    Performance,
     direction,
+    endpoint,
     loose_list,
     stage,
     title,
@@ -45,7 +48,6 @@ from watcher.dts.models import (
 from watcher.dts.record_cache import JobCache
 from watcher.snapshot import (
     DEFAULT_ACCOUNT,
-    Endpoint,
     ErrorDetail,
     JobState,
     Precheck,
@@ -87,20 +89,6 @@ class DtsRetryState(ApiModel):
     retry_target: LooseStr = Field(None, alias="RetryTarget")
     module: LooseStr = Field(None, alias="Module")
     err_message: LooseStr = Field(None, alias="ErrMessage")
-
-
-class DtsEndpoint(ApiModel):
-    instance_id: LooseStr = Field(None, alias="InstanceID")
-    ip: LooseStr = Field(None, alias="Ip")
-    instance_type: LooseStr = Field(None, alias="InstanceType")
-    port: LooseInt = Field(None, alias="Port")
-    user_name: LooseStr = Field(None, alias="UserName")
-    engine_name: LooseStr = Field(None, alias="EngineName")
-
-
-class DtsPerformance(ApiModel):
-    rps: LooseFloat = Field(None, alias="Rps")
-    flow: LooseFloat = Field(None, alias="Flow")
 
 
 class DtsCheckItem(ApiModel):
@@ -145,9 +133,9 @@ class DtsJobRecord(ApiModel):
     data_synchronization_status: LooseObject[DataSynchronizationStatus] = Field(
         None, alias="DataSynchronizationStatus"
     )
-    source_endpoint: LooseObject[DtsEndpoint] = Field(None, alias="SourceEndpoint")
-    destination_endpoint: LooseObject[DtsEndpoint] = Field(None, alias="DestinationEndpoint")
-    performance: LooseObject[DtsPerformance] = Field(None, alias="Performance")
+    source_endpoint: LooseObject[EndpointModel] = Field(None, alias="SourceEndpoint")
+    destination_endpoint: LooseObject[EndpointModel] = Field(None, alias="DestinationEndpoint")
+    performance: LooseObject[Performance] = Field(None, alias="Performance")
 
 
 class DtsJobEntry(DtsJobRecord):
@@ -235,8 +223,8 @@ def _job(
         precheck=_precheck(record.precheck_status),
         structure_init=stage(record.structure_initialization_status),
         data_init=stage(record.data_initialization_status),
-        source=_endpoint(record.source_endpoint),
-        destination=_endpoint(record.destination_endpoint),
+        source=endpoint(record.source_endpoint),
+        destination=endpoint(record.destination_endpoint),
         rps=performance.rps if performance else None,
         flow_mbps=performance.flow if performance else None,
         # A tag key is unique per resource; if a response repeats one, the last wins.
@@ -273,19 +261,6 @@ def _precheck(model: DtsPrecheckStatus | None) -> Precheck | None:
         for item in model.detail
     )
     return Precheck(status=title(model.status), percent=model.percent, items=items)
-
-
-def _endpoint(model: DtsEndpoint | None) -> Endpoint | None:
-    if model is None:
-        return None
-    return Endpoint(
-        instance_id=model.instance_id,
-        instance_type=model.instance_type,
-        engine_name=model.engine_name,
-        ip=model.ip,
-        port=model.port,
-        user_name=model.user_name,
-    )
 
 
 def parse_dts_jobs_page(

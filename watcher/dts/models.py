@@ -224,6 +224,9 @@ class DataSynchronizationStatus(ApiModel):
 
 
 class EndpointModel(ApiModel):
+    """SourceEndpoint / DestinationEndpoint of either API (keys match in any case:
+    `InstanceId` and `InstanceID`, `IP` and `Ip`)."""
+
     instance_id: LooseStr = Field(None, alias="InstanceId")
     ip: LooseStr = Field(None, alias="IP")
     instance_type: LooseStr = Field(None, alias="InstanceType")
@@ -233,6 +236,8 @@ class EndpointModel(ApiModel):
 
 
 class Performance(ApiModel):
+    """Performance of either API (`RPS`/`FLOW`, `Rps`/`Flow`)."""
+
     rps: LooseFloat = Field(None, alias="RPS")
     flow: LooseFloat = Field(None, alias="FLOW")
 
@@ -305,8 +310,8 @@ class SynchronizationInstance(ApiModel):
             precheck=_precheck(self.precheck_status),
             structure_init=_stage(self.structure_initialization_status),
             data_init=_stage(self.data_initialization_status),
-            source=_endpoint(self.source_endpoint),
-            destination=_endpoint(self.destination_endpoint),
+            source=endpoint(self.source_endpoint),
+            destination=endpoint(self.destination_endpoint),
             rps=self.performance.rps if self.performance else None,
             flow_mbps=self.performance.flow if self.performance else None,
             # A tag key is unique per resource; if a response repeats one, the last wins.
@@ -385,7 +390,7 @@ def _stage(model: InitializationStatus | None) -> InitStage | None:
     )
 
 
-def _endpoint(model: EndpointModel | None) -> Endpoint | None:
+def endpoint(model: EndpointModel | None) -> Endpoint | None:
     if model is None:
         return None
     return Endpoint(

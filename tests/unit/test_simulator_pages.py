@@ -7,6 +7,7 @@ go through (steps, run-time changes, drift, a reset), both must give the same by
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -157,8 +158,7 @@ def test_cached_pages_are_byte_identical_to_plain_ones_across_changes() -> None:
 
 def live_fields(body: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     return {
-        f"{e['DtsJobId']}": (e["Status"], e["Delay"], e["Checkpoint"])
-        for e in body["DtsJobList"]
+        f"{e['DtsJobId']}": (e["Status"], e["Delay"], e["Checkpoint"]) for e in body["DtsJobList"]
     }
 
 
@@ -172,13 +172,13 @@ def test_a_tick_moves_every_delay_and_checkpoint_and_nothing_else() -> None:
         state.tick()
         seen.append(json.loads(render_page(state, listing, 1, 100, "r")))
         plain.append(json.loads(render_page(state, legacy, 1, 30, "r")))
-    for before, after in zip(seen, seen[1:], strict=False):
+    for before, after in itertools.pairwise(seen):
         old, new = live_fields(before), live_fields(after)
         assert old.keys() == new.keys() and len(old) == 25
         for job, (status, delay, checkpoint) in old.items():
             assert new[job][0] == status
             assert new[job][1] != delay and new[job][2] != checkpoint
-    for before, after in zip(plain, plain[1:], strict=False):
+    for before, after in itertools.pairwise(plain):
         jobs = [
             body["SynchronizationInstances"]["SynchronizationInstance"]  # wrapped_lists
             for body in (before, after)

@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "the model",
         (
             "watcher.snapshot",
+            "watcher.live",
             "watcher.statuses",
             "watcher.shards",
             "watcher.kinds",

@@ -290,7 +290,7 @@ class DtsClient:
         self, region: str, listing: Listing, on_page: PageHook | None
     ) -> tuple[list[JobState], int, int]:
         api = self._shards[region].api
-        cache = JobCache(self._parsed.get((region, listing.job_type)), api.record_keys)
+        cache = JobCache(self._parsed.get((region, listing.job_type)), api.record_keys, api.live)
         first, size = await self._first_page(region, listing, cache)
         total = first.total_record_count
         if total is None or total < 0:
@@ -343,7 +343,8 @@ class DtsClient:
         and page-size fallback (`check-config --probe` uses it)."""
         listing = listing or self._shards[region].api.listings[0]
         if number == 1:
-            cache = JobCache(keys=self._shards[region].api.record_keys)
+            api = self._shards[region].api
+            cache = JobCache(keys=api.record_keys, live=api.live)
             return (await self._first_page(region, listing, cache))[0]
         return await self._page(region, number, None, listing)
 

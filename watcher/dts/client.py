@@ -118,18 +118,26 @@ class DtsClient:
         self._limiters = {label: RateLimiter(pace, clock, sleep) for label in self._shards}
         # The page size each shard's API accepted (an index into its `page_sizes`).
         self._size_index: dict[str, int] = {}
+        # A connection pool per shard, of the pages it may read at once: httpcore looks
+        # at every connection of a pool for each request it places (expired? readable?),
+        # and one pool of 16 for four shards cost twice the CPU per request of four of 4
+        # (docs/performance.md). One TLS context for them all.
         limits = httpx.Limits(
-            max_connections=settings.max_concurrent_regions * settings.max_concurrent_pages,
-            max_keepalive_connections=settings.max_concurrent_regions
-            * settings.max_concurrent_pages,
+            max_connections=settings.max_concurrent_pages,
+            max_keepalive_connections=settings.max_concurrent_pages,
         )
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            timeout=settings.timeout,
-            limits=limits,
-            trust_env=False,
-            verify=tls_verify(settings.tls_ca_file),
-        )
+        verify = tls_verify(settings.tls_ca_file)
+        context = httpx.create_ssl_context(verify, trust_env=False) if verify is True else verify
+        self._http = {
+            label: httpx.AsyncClient(
+                transport=transport,
+                timeout=settings.timeout,
+                limits=limits,
+                trust_env=False,
+                verify=context,
+            )
+            for label in self._shards
+        }
         plain = settings.endpoint and settings.endpoint.startswith("http://")
         if plain and not is_loopback(settings.endpoint or ""):
             log.warning(
@@ -147,7 +155,8 @@ class DtsClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for http in self._http.values():
+            await http.aclose()
 
     # -- one cycle ------------------------------------------------------------------------
 
@@ -432,7 +441,7 @@ class DtsClient:
         # Paced last, right before the request goes out: what DTS counts is arrivals.
         await self._limiters[region].acquire()
         response, content = await exchange(
-            self._http, request, region, self.stats.requests, self.settings
+            self._http[region], request, region, self.stats.requests, self.settings
         )
         return decode(region, response, content, self.stats.requests)
 

@@ -162,7 +162,7 @@ class Cycle:
                     while True:  # whatever else arrived meanwhile: one transaction
                         try:
                             batch.extend(receive.receive_nowait())
-                        except anyio.WouldBlock:
+                        except (anyio.WouldBlock, anyio.EndOfStream):  # or the listing ended
                             break
                     found = pages.judge(batch, self._now(), self._silencing())
                     self.metrics.observe_held(found.held)

@@ -346,6 +346,9 @@ async def floor(cfg: dict[str, Any]) -> dict[str, Any]:
     spacing = 1 / (cfg["rate_limit"] * PACE)
     limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
     out: dict[str, Any] = {"cycles": [], "sync_cycles": []}
+    if cfg.get("sync_only"):
+        out["sync_cycles"] = sync_floor(cfg, spacing)
+        return out
     pages = _pages(cfg, LEGACY_ACTION)
     async with httpx.AsyncClient(limits=limits, trust_env=False, timeout=30) as client:
 

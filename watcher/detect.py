@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 from watcher.events import Event, WithJob, deterministic_id, format_time
 from watcher.kinds import Kind, Severity
+from watcher.live import same_but_live
 from watcher.rules import JobMemory, Memory, Rules, Say
 from watcher.silencing import NO_SILENCES, Silencing
 from watcher.snapshot import JobKey, JobState, Snapshot
@@ -192,8 +193,10 @@ class PageByPage:
     """`detect`, a page at a time (`poll.emit = "page"`). Pure, like detect.
 
     `judge(page, now)` applies the rules for present jobs to a consistent page of the
-    listing under way and returns its events and the jobs whose state or memory moved
-    (what must be saved with those events); `finish(current, now)` then runs `detect` on
+    listing under way and returns its events and the jobs whose memory, or state beyond
+    its live fields (`watcher.live`), moved (what must be saved with those events; a
+    job whose delay alone moved is in the baseline `finish` gives, as every job is, and
+    need not be saved before); `finish(current, now)` then runs `detect` on
     the whole listing with what the pages found as the baseline, judging only what no
     page did: absence (complete listings only), and jobs of pages that were not fed.
 
@@ -223,13 +226,16 @@ class PageByPage:
         found = observe(self.jobs, fresh, self.memory, self._cycle + 1, self._rules, now, silences)
         moved: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
         for key, (job, mem) in found.jobs.items():
-            if self.jobs.get(key) is not job or self.memory.get(key) != mem:
-                moved[key] = (job, mem)
-                self.jobs[key] = job
-                if mem is None:
-                    self.memory.pop(key, None)
-                else:
-                    self.memory[key] = mem
+            old, remembered = self.jobs.get(key), self.memory.get(key)
+            if old is job and remembered == mem:
+                continue
+            self.jobs[key] = job
+            if mem is None:
+                self.memory.pop(key, None)
+            else:
+                self.memory[key] = mem
+            if remembered != mem or old is None or not same_but_live(old, job):
+                moved[key] = (job, mem)  # a move of live fields alone waits for `finish`
         return Observation(found.events, moved, found.held)
 
     def finish(

@@ -61,5 +61,15 @@ def same_but_live(a: JobState, b: JobState) -> bool:
     return True
 
 
+def same_live(a: JobState, b: JobState) -> bool:
+    """Whether the `LIVE_FIELDS` of two jobs are equal (as `==` of the jobs sees them)."""
+    return (
+        a.delay_seconds == b.delay_seconds
+        and a.checkpoint == b.checkpoint
+        and a.rps == b.rps
+        and a.flow_mbps == b.flow_mbps
+    )
+
+
 def _same(a: float | None, b: float | None) -> bool:
     return a == b and (a != 0 or str(a) == str(b))

@@ -187,7 +187,7 @@ def steady(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
         "warm": 1,
     }
     cpu: dict[str, list[float]] = {"steady": [], "moving": [], "async": [], "sync": []}
-    judging: dict[str, list[float]] = {"steady": [], "moving": []}
+    shares: dict[str, list[dict[str, float]]] = {"steady": [], "moving": []}
     walls: list[float] = []
     per_cycle: list[dict[str, int]] = []
     max_rate: dict[str, int] = {}
@@ -219,7 +219,7 @@ def steady(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
         for part, cycles in (("steady", out["cycles"]), ("moving", out["moving_cycles"])):
             if cycles:
                 cpu[part].append(stats.median(c["cpu"] for c in cycles))
-                judging[part].append(stats.median(c["judging"] for c in cycles))
+                shares[part].append(_median_shares(cycles))
                 complete[part] &= all(c["complete"] and c["events"] == 0 for c in cycles)
         cpu["async"].append(stats.median(c["cpu"] for c in results["floor"]["cycles"]))
         cpu["sync"].append(stats.median(c["cpu"] for c in results["floor"]["sync_cycles"]))
@@ -242,7 +242,7 @@ def steady(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
         if not complete["steady"]:
             rows[-2].met = False
             rows[-2].note = "a steady cycle was incomplete or produced events"
-        rows[-2].note = _judging_note(rows[-2].note, judging["steady"], cpu["steady"])
+        rows[-2].note = _shares_note(rows[-2].note, shares["steady"], cpu["steady"])
     if moving:
         rows += _cycle_rows(
             "7", "CPU time of a cycle in which every delay moved", "<= 2x", 2.0, cpu, "moving"
@@ -250,7 +250,7 @@ def steady(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
         if not complete["moving"]:
             rows[-2].met = False
             rows[-2].note = "a moving cycle was incomplete or produced events"
-        rows[-2].note = _judging_note(rows[-2].note, judging["moving"], cpu["moving"])
+        rows[-2].note = _shares_note(rows[-2].note, shares["moving"], cpu["moving"])
     if 6 in cfg.only:
         rows += _request_rows(cfg, sim, per_cycle, max_rate)
     return rows
@@ -296,11 +296,23 @@ def _cycle_rows(
     ]
 
 
-def _judging_note(note: str, judging: list[float], cpu: list[float]) -> str:
-    if not judging:
+def _median_shares(cycles: list[dict[str, Any]]) -> dict[str, float]:
+    parts = {part for c in cycles for part in c["shares"]}
+    return {part: stats.median(c["shares"].get(part, 0.0) for c in cycles) for part in parts}
+
+
+def _shares_note(note: str, shares: list[dict[str, float]], cpu: list[float]) -> str:
+    """Where a cycle's CPU went (medians over the runs), the parts the worker times
+    (`Shares`) and what is left: the HTTP client, the event loop, the rest."""
+    if not shares:
         return note
-    share = stats.median(j / c for j, c in zip(judging, cpu, strict=True) if c)
-    said = f"judging (PageByPage / detect) {_fmt_s(stats.median(judging))} of it ({share:.0%})"
+    parts = sorted({part for run in shares for part in run})
+    median = {part: stats.median(run.get(part, 0.0) for run in shares) for part in parts}
+    whole = stats.median(cpu)
+    ordered = sorted(median.items(), key=lambda item: -item[1])
+    said = ", ".join(f"{part} {_fmt_s(seconds)}" for part, seconds in ordered)
+    rest = max(0.0, whole - sum(median.values()))
+    said = f"of the {_fmt_s(whole)}: {said}; HTTP client, event loop and the rest {_fmt_s(rest)}"
     return f"{note}; {said}" if note else said
 
 

@@ -160,42 +160,58 @@ class Profile:
 # -- steady -----------------------------------------------------------------------------
 
 
-class Judging:
-    """CPU time spent judging (`PageByPage.judge` and `finish`, or `detect` with whole
-    listings) while it is installed: detection's share of a cycle."""
+class Shares:
+    """CPU time (of the calling thread) spent in named parts of the watcher while it is
+    installed: where a cycle's CPU goes, without a profiler's own cost. What is left of
+    the cycle's CPU is the HTTP client, the event loop and the rest."""
 
     def __init__(self) -> None:
         import watcher.cycle
+        import watcher.dts.apis
+        import watcher.dts.client
+        import watcher.dts.page_cache
+        import watcher.store.saved
+        import watcher.store.sqlite
 
-        self.seconds = 0.0
-        self._module = watcher.cycle
-        self._saved = (
-            watcher.cycle.PageByPage.judge,
-            watcher.cycle.PageByPage.finish,
-            watcher.cycle.detect,
-        )
+        self.seconds: dict[str, float] = {}
+        self._patched: list[tuple[Any, str, Any]] = []
+        self._parts = [
+            ("judging", watcher.cycle.PageByPage, "judge"),
+            ("judging", watcher.cycle.PageByPage, "finish"),
+            ("judging", watcher.cycle, "detect"),
+            ("decoding", watcher.dts.page_cache, "decode"),
+            ("decoding", watcher.dts.page_cache, "fingerprint"),
+            ("parsing", watcher.dts.apis.LegacyApi, "parse"),
+            ("parsing", watcher.dts.apis.DtsJobsApi, "parse"),
+            ("signing", watcher.dts.client.DtsClient, "_signed"),
+            ("saving", watcher.store.sqlite.Store, "_write"),
+            ("saving", watcher.store.saved.SavedRows, "changed"),
+        ]
 
-    def _timed(self, call: Any) -> Any:
+    def _timed(self, part: str, call: Any) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            began = time.process_time()
+            began = time.thread_time()
             try:
                 return call(*args, **kwargs)
             finally:
-                self.seconds += time.process_time() - began
+                self.add(part, time.thread_time() - began)
 
         return timed
 
-    def __enter__(self) -> Judging:
-        judge, finish, detect = self._saved
-        pages = self._module.PageByPage
-        pages.judge = self._timed(judge)  # type: ignore[method-assign]
-        pages.finish = self._timed(finish)  # type: ignore[method-assign]
-        self._module.detect = self._timed(detect)  # type: ignore[attr-defined]
+    def add(self, part: str, seconds: float) -> None:
+        self.seconds[part] = self.seconds.get(part, 0.0) + seconds
+
+    def __enter__(self) -> Shares:
+        for part, owner, name in self._parts:
+            original = owner.__dict__[name]
+            self._patched.append((owner, name, original))
+            setattr(owner, name, self._timed(part, original))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pages = self._module.PageByPage
-        pages.judge, pages.finish, self._module.detect = self._saved  # type: ignore[method-assign]
+        for owner, name, original in reversed(self._patched):
+            setattr(owner, name, original)
+        self._patched.clear()
 
 
 async def _measured_cycles(
@@ -211,18 +227,21 @@ async def _measured_cycles(
             if tick:
                 call = await admin.post(f"{cfg['url']}/_sim/tick", json={"n": 1})
                 call.raise_for_status()
-            with Judging() as judging:
+            with Shares() as shares:
                 began = time.monotonic()
                 cpu = time.process_time()
                 result = await watcher.cycle()
                 await watcher.publisher.drain()  # what the service's publisher does after it
+                settling = time.thread_time()
                 _HEAP.settle()  # and what the service does after every cycle
+                shares.add("collecting", time.thread_time() - settling)
                 cpu = time.process_time() - cpu
                 ended = time.monotonic()
             out.append(
                 {
                     "cpu": cpu,
-                    "judging": judging.seconds,
+                    "judging": shares.seconds.get("judging", 0.0),
+                    "shares": shares.seconds,
                     "wall": ended - began,
                     "start": began,
                     "end": ended,

@@ -35,7 +35,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import anyio
 import httpx
@@ -45,9 +44,10 @@ from watcher.dts.apis import Listing, ShardSource, listing_api
 from watcher.dts.credentials import Credentials, CredentialsError, CredentialsProvider
 from watcher.dts.dtsjobs import ApiRefusal
 from watcher.dts.exchange import DtsError as DtsError  # where it has always been imported from
-from watcher.dts.exchange import decode, exchange, failed
+from watcher.dts.exchange import exchange, failed
 from watcher.dts.models import PageParse
 from watcher.dts.pacing import PACE, RateLimiter
+from watcher.dts.page_cache import Answer, Page, PageCache, answer
 from watcher.dts.paging import ListingDrift, assemble, check_page, first_page
 from watcher.dts.record_cache import CachedJobs, JobCache
 from watcher.dts.tls import tls_verify
@@ -118,10 +118,8 @@ class DtsClient:
         self._limiters = {label: RateLimiter(pace, clock, sleep) for label in self._shards}
         # The page size each shard's API accepted (an index into its `page_sizes`).
         self._size_index: dict[str, int] = {}
-        # A connection pool per shard, of the pages it may read at once: httpcore looks
-        # at every connection of a pool for each request it places (expired? readable?),
-        # and one pool of 16 for four shards cost twice the CPU per request of four of 4
-        # (docs/performance.md). One TLS context for them all.
+        # A pool per shard: httpcore checks every connection of a pool for each request
+        # (one of 16 cost twice the CPU of four of 4; docs/performance.md). One TLS context.
         limits = httpx.Limits(
             max_connections=settings.max_concurrent_pages,
             max_keepalive_connections=settings.max_concurrent_pages,
@@ -145,8 +143,10 @@ class DtsClient:
                 endpoint=settings.endpoint,
                 risk="requests, signatures and STS tokens travel unencrypted",
             )
-        # Per shard and listing, the jobs of its last complete read (see JobCache).
+        # Per shard and listing, the jobs of its last complete read (see JobCache), and
+        # every page as last parsed (see PageCache).
         self._parsed: dict[tuple[str, str], CachedJobs] = {}
+        self._pages = PageCache()
 
     async def __aenter__(self) -> DtsClient:
         return self
@@ -369,10 +369,18 @@ class DtsClient:
         listing = listing or source.api.listings[0]
         size = size or source.api.page_sizes[0]
         params = {"RegionId": source.shard.region, **source.api.params(listing, number, size)}
-        body, exact = await self._call(region, params)
+        key = (region, listing.job_type, size, number)
+        known = self._pages.expect(key, cache)
+        got = await self._call(region, params, known)
         try:
-            # Only orjson's documents may use the cache (see JobCache).
-            parsed = source.api.parse(body, source.shard, listing, cache if exact else None)
+            if got.body is None and known is not None:  # the very page read last time
+                parsed = self._pages.reuse(known, got, cache)
+            else:
+                before = len(cache.seen) if cache is not None else 0
+                # Only orjson's documents may use the cache (see JobCache).
+                use = cache if got.exact else None
+                parsed = source.api.parse(got.body or {}, source.shard, listing, use)
+                self._pages.remember(key, got, parsed, use, before)
         except ApiRefusal as exc:  # DescribeDtsJobs: HTTP 200 with Success false
             raise DtsError(exc.message, code=exc.code, region=region) from None
         except Exception as exc:  # a model bug must not take the cycle down
@@ -393,14 +401,14 @@ class DtsClient:
             )
         return parsed
 
-    async def _call(self, region: str, params: dict[str, str]) -> tuple[dict[str, Any], bool]:
+    async def _call(self, region: str, params: dict[str, str], known: Page | None) -> Answer:
         attempts = self.settings.max_attempts
         refreshed = False
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._send(region, params)
+                return await self._send(region, params, known)
             except DtsError as exc:
                 if exc.code == "InvalidSecurityToken.Expired" and not refreshed:
                     refreshed = True
@@ -430,7 +438,7 @@ class DtsClient:
         ceiling = min(self.settings.backoff_max, growth)
         return self._rand() * ceiling
 
-    async def _send(self, region: str, params: dict[str, str]) -> tuple[dict[str, Any], bool]:
+    async def _send(self, region: str, params: dict[str, str], known: Page | None) -> Answer:
         credentials = await self._credentials_call(region)
         try:
             request = self._signed(region, params, credentials)
@@ -443,7 +451,7 @@ class DtsClient:
         response, content = await exchange(
             self._http[region], request, region, self.stats.requests, self.settings
         )
-        return decode(region, response, content, self.stats.requests)
+        return answer(region, response, content, self.stats.requests, known)
 
     def _signed(
         self, region: str, params: dict[str, str], credentials: Credentials

@@ -25,7 +25,7 @@ LIVE_FIELDS = ("delay_seconds", "checkpoint", "rps", "flow_mbps")
 _ORDER = tuple(f.name for f in fields(JobState))
 _ALL = operator.attrgetter(*_ORDER)
 _AT = tuple(_ORDER.index(name) for name in LIVE_FIELDS)
-_STABLE = tuple(name for name in _ORDER if name not in LIVE_FIELDS)
+_STABLE_OF = operator.attrgetter(*(name for name in _ORDER if name not in LIVE_FIELDS))
 
 
 def with_live(
@@ -52,13 +52,9 @@ def with_live(
 
 
 def same_but_live(a: JobState, b: JobState) -> bool:
-    """Whether two jobs are equal but for their `LIVE_FIELDS` (by identity first: what
-    did not change is shared)."""
-    for name in _STABLE:
-        mine, theirs = getattr(a, name), getattr(b, name)
-        if mine is not theirs and mine != theirs:
-            return False
-    return True
+    """Whether two jobs are equal but for their `LIVE_FIELDS` (tuples compare their items
+    by identity first: what did not change is shared)."""
+    return a is b or _STABLE_OF(a) == _STABLE_OF(b)
 
 
 def same_live(a: JobState, b: JobState) -> bool:

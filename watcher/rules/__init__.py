@@ -175,10 +175,18 @@ class Rules:
                         self._keep(parts, rule, rule.unchanged(job, part, voice))
                 else:
                     self._keep(parts, rule, rule.changed(old, job, mem.of(rule), voice))
-        # A job unchanged (or only its live fields) whose judges kept their memory (and
-        # said nothing) is reviewed only when a reviewer has something due (a reminder,
-        # the end of a flap or of a silence).
-        quiet = parts == mem.parts and (unchanged or (live_only and not voice.said))
+        # A job unchanged whose judges kept their memory, or one whose live fields alone
+        # moved and whose judges said nothing nor changed what is not ok about it, is
+        # reviewed only when a reviewer has something due (a reminder, the end of a flap
+        # or of a silence): the reviewers would find nothing else.
+        if unchanged:
+            quiet = parts == mem.parts
+        else:
+            quiet = (
+                live_only
+                and not voice.said
+                and self._same_conditions(rules, job, mem, parts, voice.now)
+            )
         seen = Seen(job, old, voice.said, parts, rules.by_name, voice, rules.watchers)
         for reviewer in rules.reviewers:
             part = parts.get(reviewer.name, reviewer.blank)
@@ -198,6 +206,22 @@ class Rules:
         parts = dict(mem.parts)
         self._keep(parts, self.presence, presence)
         return JobMemory(parts)
+
+    @staticmethod
+    def _same_conditions(
+        rules: RuleSet, job: JobState, mem: JobMemory, parts: dict[str, Any], now: datetime
+    ) -> bool:
+        """Whether the judges' new memory (`parts`) sees the job's conditions as `mem` did
+        (what the reviewers look at, besides what was said)."""
+        before = mem.parts
+        for rule in rules.first:
+            name = rule.name
+            new, old = parts.get(name, rule.blank), before.get(name, rule.blank)
+            if new is old or rule not in rules.watchers:
+                continue
+            if tuple(rule.conditions(job, new, now)) != tuple(rule.conditions(job, old, now)):
+                return False
+        return True
 
     @staticmethod
     def _pending(rules: RuleSet, mem: JobMemory, say: Say) -> bool:

@@ -193,6 +193,29 @@ def test_a_moved_delay_is_not_written_until_a_clean_stop(tmp_path: Path) -> None
     assert baseline.jobs[moved.key] == moved  # written at the clean stop
 
 
+def test_a_stall_being_timed_writes_its_memory_and_not_the_state(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+
+    def seen(delay: int) -> Snapshot:
+        job = JobState(HZ, "dtsA", "Forward", "a", SYNCHRONIZING, delay_seconds=delay)
+        return Snapshot.of([job], [RegionOutcome(HZ)])
+
+    with Store.open(path) as store:
+        baseline, memory = store.load()
+        for index, delay in enumerate([3, 40]):  # the delay grew: a stall is being timed
+            detection = detect(baseline, seen(delay), memory, SHORT, T0 + index * POLL)
+            committed(store, detection)
+            baseline, memory = detection.baseline, detection.memory
+            if index == 0:
+                saved = rows(path)
+        with sqlite3.connect(path) as db:
+            ((state, remembered),) = db.execute("SELECT state, memory FROM jobs").fetchall()
+        assert [state] == list(saved.values())  # the state as first written
+        assert "stall_since" in remembered  # the memory as it is now
+    with Store.open(path) as store:
+        assert store.load()[0].jobs == baseline.jobs  # a clean stop wrote the rest
+
+
 def restarted(steps: list[Snapshot], at: int, crash: bool) -> tuple[list[Detection], Any]:
     """The steps through detect and a real store, the watcher stopping before step `at`
     (cleanly, or killed: the state as it was committed, without `save_live`) and going

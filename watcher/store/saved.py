@@ -17,6 +17,7 @@ from watcher.rules import JobMemory
 from watcher.snapshot import JobKey, JobState
 
 Row = tuple[JobState, JobMemory | None]
+Written = tuple[JobKey, JobState, JobMemory | None]  # a row as a transaction wrote it
 
 
 class SavedRows:
@@ -62,12 +63,17 @@ class SavedRows:
         return keys, states, memory
 
     def written(
-        self, upserts: Iterable[tuple[JobKey, JobState, JobMemory | None]], gone: Iterable[JobKey]
+        self, upserts: Iterable[Written], gone: Iterable[JobKey], memories: Iterable[Written] = ()
     ) -> None:
-        """What a committed transaction wrote."""
+        """What a committed transaction wrote: whole rows, deletions, and the memory of
+        rows whose state differs from the saved one in live fields alone."""
         for key, job, mem in upserts:
             self.jobs[key] = (job, mem)
             self.unsaved.discard(key)
         for key in gone:
             self.jobs.pop(key, None)
             self.unsaved.discard(key)
+        for key, job, mem in memories:
+            if self.jobs[key][0] != job:  # the row still holds its live fields of before
+                self.unsaved.add(key)
+            self.jobs[key] = (job, mem)

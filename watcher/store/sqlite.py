@@ -48,6 +48,7 @@ from watcher import __version__
 from watcher.detect import Detection
 from watcher.errors import StateError, StateUnusable
 from watcher.events import Event
+from watcher.live import same_but_live
 from watcher.logs import get_logger
 from watcher.rules import JobMemory, Memory
 from watcher.snapshot import JobKey, JobState, Snapshot
@@ -56,8 +57,8 @@ from watcher.store.codec import SCHEMA_VERSION
 from watcher.store.failures import RECOVERY, FileIdentity
 from watcher.store.lock import StateLock
 from watcher.store.outbox import DeadLetter, OutboxEntry
-from watcher.store.saved import SavedRows
-from watcher.store.sql import NotOurs, insert_rows, schema_version, transaction
+from watcher.store.saved import SavedRows, Written
+from watcher.store.sql import NotOurs, insert_rows, schema_version, set_memory, transaction
 from watcher.wire import Wire
 
 _T = TypeVar("_T")
@@ -272,7 +273,7 @@ class Store:
         every job as last seen."""
         keys, states, memory = self._saved.live_rows()
         if keys:
-            self._write(keys, states, memory, (), "", None)
+            self._write(keys, states, memory, (), "", None, whole=True)
         return len(keys)
 
     def _write(
@@ -283,10 +284,15 @@ class Store:
         events: Sequence[Event],
         prefix: str,
         cycle: int | None,
+        *,
+        whole: bool = False,
     ) -> None:
         """One transaction: the rows of `keys` as in `jobs` and `memory` (not in `jobs`:
-        deleted), `events` into the outbox, and the cycle number if given."""
-        upserts: list[tuple[JobKey, JobState, JobMemory | None]] = []
+        deleted), `events` into the outbox, and the cycle number if given. A job whose
+        saved state differs in live fields alone gets its memory written, not its state
+        (unless `whole`): a stall being timed moves its memory at every poll."""
+        upserts: list[Written] = []
+        memories: list[Written] = []  # the state as saved, but for live fields
         bodies: list[tuple[JobKey, JobState]] = []  # new jobs, and those whose body moved
         gone: list[JobKey] = []
         for key in keys:
@@ -294,21 +300,24 @@ class Store:
             if job is None:
                 gone.append(key)
                 continue
-            upserts.append((key, job, memory.get(key)))
             old = self._saved.jobs.get(key)
+            if old is not None and not whole and same_but_live(old[0], job):
+                memories.append((key, job, memory.get(key)))
+                continue
+            upserts.append((key, job, memory.get(key)))
             if old is None or not (old[0] is job or old[0].same_body(job)):
                 bodies.append((key, job))
         self.check_file()
-        self._guard(
-            "save to", lambda: self._save_rows(upserts, bodies, gone, events, prefix, cycle)
-        )
-        self._saved.written(upserts, gone)  # what the next comparison starts from
+        rows = (upserts, memories, bodies, gone)
+        self._guard("save to", lambda: self._save_rows(*rows, events, prefix, cycle))
+        self._saved.written(upserts, gone, memories)  # what the next comparison starts from
         if cycle is not None:
             self._cycle = cycle
 
     def _save_rows(
         self,
-        upserts: list[tuple[JobKey, JobState, JobMemory | None]],
+        upserts: list[Written],
+        memories: list[Written],
         bodies: list[tuple[JobKey, JobState]],
         gone: list[JobKey],
         events: Sequence[Event],
@@ -331,6 +340,7 @@ class Store:
                     for key, job, mem in upserts
                 ),
             )
+            set_memory(self._db, ((key.encode(), codec.memory_text(m)) for key, _, m in memories))
             insert_rows(
                 self._db,
                 "INSERT INTO bodies(key, body)",

@@ -40,6 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "watcher.snapshot",
             "watcher.live",
+            "watcher.sharing",
             "watcher.statuses",
             "watcher.shards",
             "watcher.kinds",

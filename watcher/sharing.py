@@ -7,12 +7,13 @@ job's memory (measure 8 of the benchmarks: resident memory per job at 100,000 jo
 `shared(job)` gives the job back with each of those parts replaced by the one object
 already held for an equal part, if any: precheck (and each of its items), the two
 initialization stages, the endpoints' repeated values, tags, synchronization objects
-(and table names), times, and the short texts many jobs repeat. Immutable values only,
+(and table names), and the short texts many jobs repeat. Immutable values only,
 so sharing them is safe, and detection and the store then compare them by identity.
 
 Equal means equal to the JSON: a part holding a float is matched with its sign (0.0 and
--0.0 are equal numbers), a time with its offset, so a shared part always writes the same
-JSON as the one it replaces.
+-0.0 are equal numbers), so a shared part always writes the same JSON as the one it
+replaces. What differs from job to job (ids, addresses, times) is left alone: a table
+entry for it would cost more than it saves.
 
 The table is bounded: it keeps what was looked up within the last two generations of
 `_GENERATION` parts, and lets the rest go (what is shared stays shared).
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
-from datetime import datetime
 from typing import Any, TypeVar
 
 from watcher.snapshot import (
@@ -50,14 +50,15 @@ class _Table:
         self._previous: dict[Any, Any] = {}
 
     def get(self, key: Any, value: _T) -> _T:
-        """The part held under `key`, else `value` (then held)."""
+        """The part held under `key`, else `value` (then held, unless None)."""
         held: _T | None = self._current.get(key)
         if held is not None:
             return held
         found: _T = self._previous.get(key, value)
-        self._current[key] = found
-        if len(self._current) >= _GENERATION:
-            self._previous, self._current = self._current, {}
+        if found is not None:
+            self._current[key] = found
+            if len(self._current) >= _GENERATION:
+                self._previous, self._current = self._current, {}
         return found
 
 
@@ -111,33 +112,31 @@ def _endpoint(value: Endpoint | None) -> Endpoint | None:
 def _objects(value: tuple[SyncObject, ...]) -> tuple[SyncObject, ...]:
     if not value:
         return ()
-    parts = tuple(
-        [
-            _TABLE.get(
-                o,
-                SyncObject(
-                    text(o.schema_name),
-                    text(o.new_schema_name),
-                    tuple([text(t) or "" for t in o.table_includes]),
-                    tuple([text(t) or "" for t in o.table_excludes]),
-                ),
-            )
-            for o in value
-        ]
-    )
+    parts = tuple([_object(o) for o in value])
     return _TABLE.get(parts, parts)
+
+
+def _object(value: SyncObject) -> SyncObject:
+    held = _TABLE.get(value, None)  # the table's own keys are normalized objects
+    if held is not None:
+        return held
+    norm = SyncObject(
+        text(value.schema_name),
+        text(value.new_schema_name),
+        tuple([text(t) or "" for t in value.table_includes]),
+        tuple([text(t) or "" for t in value.table_excludes]),
+    )
+    return _TABLE.get(norm, norm)
 
 
 def _tags(value: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
     if not value:
         return ()
-    return _TABLE.get(value, tuple([(text(k) or "", text(v) or "") for k, v in value]))
-
-
-def _time(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return _TABLE.get((datetime, value, value.tzinfo), value)
+    held = _TABLE.get(value, None)
+    if held is not None:
+        return held
+    norm = tuple([(text(k) or "", text(v) or "") for k, v in value])
+    return _TABLE.get(norm, norm)
 
 
 def shared(job: JobState) -> JobState:
@@ -155,8 +154,4 @@ def shared(job: JobState) -> JobState:
         destination=_endpoint(job.destination),
         tags=_tags(job.tags),
         objects=_objects(job.objects),
-        create_time=_time(job.create_time),
-        job_create_time=_time(job.job_create_time),
-        instance_create_time=_time(job.instance_create_time),
-        expire_time=_time(job.expire_time),
     )

@@ -48,9 +48,14 @@ class Config:
     jobs: int = 10_000
     regions: int = 4
     runs: int = 3
-    only: frozenset[int] = frozenset(range(1, 7))
+    only: frozenset[int] = frozenset(range(1, 9))
     quick: bool = False
     steady_cycles: int = 3  # measured steady cycles per run (measures 1 and 6)
+    moving_cycles: int = 3  # measured cycles with every delay moving, per run (measure 7)
+    scale_jobs: int = 100_000  # measure 8: jobs over `scale_accounts` x `scale_regions`
+    scale_accounts: int = 2
+    scale_regions: int = 5
+    scale_cycles: int = 2  # measured steady, then moving, cycles per run of measure 8
     scale: int = 10  # measure 2: detect at jobs and at scale x jobs
     deepdiff_runs: int = 1  # ~80 s at 10,000 jobs: once, against the median of detect()'s
     latency_seconds: float = 20.0  # measure 4: changes made per run
@@ -66,6 +71,9 @@ class Config:
                 jobs=300,
                 runs=1,
                 steady_cycles=2,
+                moving_cycles=2,
+                scale_jobs=1_000,
+                scale_cycles=1,
                 latency_seconds=2.0,
                 growth_cycles=10,
                 growth_jobs=300,
@@ -78,6 +86,8 @@ class Config:
             cfg.growth_jobs = min(cfg.growth_jobs, args.jobs)
         if args.runs is not None:
             cfg.runs = args.runs
+        if args.scale_jobs is not None:
+            cfg.scale_jobs = args.scale_jobs
         if args.only:
             cfg.only = frozenset(args.only)
         cfg.profile = args.profile
@@ -162,51 +172,60 @@ def _fmt_n(n: float) -> str:
     return f"{n:,.0f}"
 
 
-# -- measures 1 and 6: steady cycles ------------------------------------------------------
+# -- measures 1, 6 and 7: steady and moving cycles ------------------------------------------
 
 
 def steady(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
+    moving = cfg.moving_cycles if 7 in cfg.only else 0
     base = {
         "url": sim.url,
         "regions": sim.regions,
         "nats_url": nats_url,
         "rate_limit": RATE_LIMIT,
         "cycles": cfg.steady_cycles,
+        "moving": moving,
         "warm": 1,
     }
-    ratios: list[float] = []
-    watcher_cpu: list[float] = []
-    floor_cpu: list[float] = []
+    cpu: dict[str, list[float]] = {"steady": [], "moving": [], "async": [], "sync": []}
+    shares: dict[str, list[dict[str, float]]] = {"steady": [], "moving": []}
     walls: list[float] = []
     per_cycle: list[dict[str, int]] = []
     max_rate: dict[str, int] = {}
-    complete = True
+    complete = {"steady": True, "moving": True}
     for run in range(cfg.runs):
         results: dict[str, dict[str, Any]] = {}
         order = ["steady", "floor"] if run % 2 == 0 else ["floor", "steady"]
         for mode in order:
             with scratch() as folder:
+                sim.reset()  # no ticks
                 drop_stream(nats_url)
                 sim.clear_requests()
                 extra: dict[str, Any] = {"state_dir": str(folder)}
-                profile = cfg.profile / "steady-cycles.pyspy.txt" if cfg.profile else None
-                if profile and mode == "steady" and run == 0:
-                    extra.update(profile=str(profile), profile_idle=True)
-                log(f"measure 1/6 run {run + 1}/{cfg.runs}: {mode}")
+                if cfg.profile and mode == "steady" and run == 0:
+                    extra.update(
+                        profile=str(cfg.profile / f"steady-cycles{_api_tag()}.pyspy.txt"),
+                        moving_profile=str(cfg.profile / f"moving-cycles{_api_tag()}.pyspy.txt"),
+                        profile_idle=True,
+                    )
+                log(f"measure 1/6/7 run {run + 1}/{cfg.runs}: {mode}")
                 results[mode] = run_worker(mode, {**base, **extra})
-                if "profile" in extra and profile is not None:
-                    _summary(profile, STEADY_FOCUS, main_thread=True)
+                for key in ("profile", "moving_profile"):
+                    if key in extra:
+                        _summary(Path(extra[key]), STEADY_FOCUS, main_thread=True)
                 if mode == "steady":
                     requests = sim.requests()
-        w = stats.median(c["cpu"] for c in results["steady"]["cycles"])
-        f = stats.median(c["cpu"] for c in results["floor"]["cycles"])
-        watcher_cpu.append(w)
-        floor_cpu.append(f)
-        ratios.append(w / f)
-        walls.extend(c["wall"] for c in results["steady"]["cycles"])
-        complete &= all(c["complete"] and c["events"] == 0 for c in results["steady"]["cycles"])
-        # Measure 6: requests per measured cycle per region, and the busiest second.
-        for c in results["steady"]["cycles"]:
+        sim.reset()
+        out = results["steady"]
+        for part, cycles in (("steady", out["cycles"]), ("moving", out["moving_cycles"])):
+            if cycles:
+                cpu[part].append(stats.median(c["cpu"] for c in cycles))
+                shares[part].append(_median_shares(cycles))
+                complete[part] &= all(c["complete"] and c["events"] == 0 for c in cycles)
+        cpu["async"].append(stats.median(c["cpu"] for c in results["floor"]["cycles"]))
+        cpu["sync"].append(stats.median(c["cpu"] for c in results["floor"]["sync_cycles"]))
+        walls.extend(c["wall"] for c in out["cycles"])
+        # Measure 6: requests per measured steady cycle per region, and the busiest second.
+        for c in out["cycles"]:
             counts: dict[str, int] = dict.fromkeys(sim.regions, 0)
             for r in requests:
                 if c["start"] <= r["at"] <= c["end"] and r["region"] in counts:
@@ -218,72 +237,140 @@ def steady(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
 
     rows: list[Row] = []
     if 1 in cfg.only:
-        ratio = stats.median(ratios)
-        rows.append(
-            Row(
-                "1",
-                "CPU time of a steady cycle",
-                _fmt_s(stats.median(watcher_cpu)),
-                f"{_fmt_s(stats.median(floor_cpu))} (httpx + json.loads floor)",
-                f"{ratio:.2f}x",
-                "<= 1.5x",
-                ratio <= 1.5 and complete,
-                "" if complete else "a steady cycle was incomplete or produced events",
-                {
-                    "watcher_cpu": watcher_cpu,
-                    "floor_cpu": floor_cpu,
-                    "ratios": ratios,
-                    "cycle_wall": stats.median(walls),
-                },
-            )
+        rows += _cycle_rows("1", "CPU time of a steady cycle", "<= 1.5x", 1.5, cpu, "steady")
+        rows[-2].raw["cycle_wall"] = stats.median(walls)
+        if not complete["steady"]:
+            rows[-2].met = False
+            rows[-2].note = "a steady cycle was incomplete or produced events"
+        rows[-2].note = _shares_note(rows[-2].note, shares["steady"], cpu["steady"])
+    if moving:
+        rows += _cycle_rows(
+            "7", "CPU time of a cycle in which every delay moved", "<= 2x", 2.0, cpu, "moving"
         )
+        if not complete["moving"]:
+            rows[-2].met = False
+            rows[-2].note = "a moving cycle was incomplete or produced events"
+        rows[-2].note = _shares_note(rows[-2].note, shares["moving"], cpu["moving"])
     if 6 in cfg.only:
-        minimum = workload.pages_per_region(cfg.jobs, sim.regions, _PASS["api"])
-        equal = all(c == minimum for c in per_cycle)
-        within = all(n <= RATE_LIMIT for n in max_rate.values())
-        seen = sorted({n for c in per_cycle for n in c.values()})
-        rows.append(
-            Row(
-                "6a",
-                "API requests per steady cycle, per region",
-                "/".join(str(n) for n in seen),
-                f"{'/'.join(str(n) for n in sorted(set(minimum.values())))} "
-                f"({workload.minimum_text(_PASS['api'])})",
-                f"{stats.median(sum(c.values()) for c in per_cycle) / sum(minimum.values()):.2f}x",
-                "equal",
-                equal,
-                "" if equal else f"per cycle: {per_cycle}",
-                {"per_cycle": per_cycle, "minimum": minimum},
-            )
-        )
-        busiest = max(max_rate.values()) if max_rate else 0
-        rows.append(
-            Row(
-                "6b",
-                "most requests in any 1 s, per region",
-                str(busiest),
-                f"{RATE_LIMIT}/s (the configured limit)",
-                f"{busiest / RATE_LIMIT:.2f}x",
-                "<= 1.00x",
-                within,
-                "" if within else f"per region: {max_rate}",
-                {"max_rate": max_rate},
-            )
-        )
+        rows += _request_rows(cfg, sim, per_cycle, max_rate)
     return rows
+
+
+def _cycle_rows(
+    number: str,
+    measure: str,
+    target: str,
+    limit: float,
+    cpu: dict[str, list[float]],
+    part: str,
+) -> list[Row]:
+    """A cycle's CPU against the synchronous floor (the target), then against the paced
+    async one (for the record); ratios are medians of the runs' ratios."""
+    watcher = cpu[part]
+    sync = [w / f for w, f in zip(watcher, cpu["sync"], strict=True)]
+    paced = [w / f for w, f in zip(watcher, cpu["async"], strict=True)]
+    raw = {"watcher_cpu": watcher, "floor_cpu": cpu["async"], "sync_floor_cpu": cpu["sync"]}
+    return [
+        Row(
+            number,
+            measure,
+            _fmt_s(stats.median(watcher)),
+            f"{_fmt_s(stats.median(cpu['sync']))} (sync httpx + json.loads floor)",
+            f"{stats.median(sync):.2f}x",
+            target,
+            stats.median(sync) <= limit,
+            "",
+            {**raw, "ratios": sync},
+        ),
+        Row(
+            f"{number}b",
+            f"{measure}, against the paced async floor",
+            _fmt_s(stats.median(watcher)),
+            f"{_fmt_s(stats.median(cpu['async']))} (async httpx + json.loads floor, paced)",
+            f"{stats.median(paced):.2f}x",
+            "(for the record)",
+            None,
+            "",
+            {**raw, "ratios": paced},
+        ),
+    ]
+
+
+def _median_shares(cycles: list[dict[str, Any]]) -> dict[str, float]:
+    parts = {part for c in cycles for part in c["shares"]}
+    return {part: stats.median(c["shares"].get(part, 0.0) for c in cycles) for part in parts}
+
+
+def _shares_note(note: str, shares: list[dict[str, float]], cpu: list[float]) -> str:
+    """Where a cycle's CPU went (medians over the runs), the parts the worker times
+    (`Shares`) and what is left: the HTTP client, the event loop, the rest."""
+    if not shares:
+        return note
+    parts = sorted({part for run in shares for part in run})
+    median = {part: stats.median(run.get(part, 0.0) for run in shares) for part in parts}
+    whole = stats.median(cpu)
+    ordered = sorted(median.items(), key=lambda item: -item[1])
+    said = ", ".join(f"{part} {_fmt_s(seconds)}" for part, seconds in ordered)
+    rest = max(0.0, whole - sum(median.values()))
+    said = f"of the {_fmt_s(whole)}: {said}; HTTP client, event loop and the rest {_fmt_s(rest)}"
+    return f"{note}; {said}" if note else said
+
+
+def _request_rows(
+    cfg: Config, sim: SimProcess, per_cycle: list[dict[str, int]], max_rate: dict[str, int]
+) -> list[Row]:
+    minimum = workload.pages_per_region(cfg.jobs, sim.regions, _PASS["api"])
+    equal = all(c == minimum for c in per_cycle)
+    within = all(n <= RATE_LIMIT for n in max_rate.values())
+    seen = sorted({n for c in per_cycle for n in c.values()})
+    busiest = max(max_rate.values()) if max_rate else 0
+    return [
+        Row(
+            "6a",
+            "API requests per steady cycle, per region",
+            "/".join(str(n) for n in seen),
+            f"{'/'.join(str(n) for n in sorted(set(minimum.values())))} "
+            f"({workload.minimum_text(_PASS['api'])})",
+            f"{stats.median(sum(c.values()) for c in per_cycle) / sum(minimum.values()):.2f}x",
+            "equal",
+            equal,
+            "" if equal else f"per cycle: {per_cycle}",
+            {"per_cycle": per_cycle, "minimum": minimum},
+        ),
+        Row(
+            "6b",
+            "most requests in any 1 s, per region",
+            str(busiest),
+            f"{RATE_LIMIT}/s (the configured limit)",
+            f"{busiest / RATE_LIMIT:.2f}x",
+            "<= 1.00x",
+            within,
+            "" if within else f"per region: {max_rate}",
+            {"max_rate": max_rate},
+        ),
+    ]
+
+
+def _api_tag() -> str:
+    return "" if _PASS["api"] == APIS["legacy"] else "-dtsjobs"
 
 
 # What the profile summaries look at (see profiles.py): where a steady cycle's wall time
 # goes (waiting for its pacing slot, HTTP, decoding, ...), and the storm's CPU from the
 # commit to the last ack.
 STEADY_FOCUS = [
-    "Watcher.cycle",
+    "Cycle.run",
     "RateLimiter.acquire",
-    "AsyncClient.request",
-    "_loads",
+    "exchange (watcher/dts/exchange.py)",
+    "loads (watcher/fastjson.py)",
     "parse_page",
-    "detect (watcher/detect.py)",
-    "Store.commit",
+    "parse_dts_jobs_page",
+    "JobCache.reuse",
+    "PageByPage.judge",
+    "PageByPage.finish",
+    "commit_steps",
+    "save_page",
+    "Heap.settle",
     "EpollSelector.select",
 ]
 STORM_FOCUS = ["Store.commit", "JobState.to_dict", "executemany", "Publisher.drain", "_log_events"]
@@ -364,6 +451,9 @@ def storm(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
                         "rate_limit": RATE_LIMIT,
                         "state_dir": str(folder),
                         "payloads": str(payloads),
+                        # The whole storm at once (page by page, it would arrive at the
+                        # pace pages are read: DTS's rate limit, not the publishing).
+                        "emit": "listing",
                         **(
                             {"profile": str(cfg.profile / "storm.pyspy.txt")}
                             if cfg.profile and run == 0
@@ -375,7 +465,10 @@ def storm(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
             if cfg.profile and run == 0:
                 _summary(cfg.profile / "storm.pyspy.txt", STORM_FOCUS)
             log(f"measure 3 run {run + 1}/{cfg.runs}: the same payloads, nats-py alone")
-            alone = run_worker("baseline", {"payloads": str(payloads), "nats_url": nats_url})
+            alone = run_worker(
+                "baseline",
+                {"payloads": str(payloads), "nats_url": nats_url, "pause": 0.5 if cfg.quick else 3},
+            )
             results[-1].update(baseline_seconds=alone["seconds"], baseline_stored=alone["stored"])
     sim.reset()
     drop_stream(nats_url)
@@ -423,9 +516,9 @@ def storm(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
 
 
 def latency(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
-    """Measure 4 twice: events after the whole listing (the default), then page by page."""
+    """Measure 4 twice: events page by page (the default), then after the whole listing."""
     rows = []
-    for emit in ("listing", "page"):
+    for emit in ("page", "listing"):
         sim.reset()
         drop_stream(nats_url)
         try:
@@ -536,9 +629,9 @@ async def _latency(
         note += _latency_note(cfg, cycle)
     return [
         Row(
-            "4a" if emit == "listing" else "4b",
+            "4a" if emit == "page" else "4b",
             f"detection latency p99, poll.emit={emit}"
-            f"{' (default)' if emit == 'listing' else ''} ({count} changes, interval "
+            f"{' (default)' if emit == 'page' else ''} ({count} changes, interval "
             f"{INTERVAL:g} s)",
             _fmt_s(stats.median(p99s)) + (f", {lost} lost" if lost else ""),
             f"{_fmt_s(stats.median(budgets))} (interval + cycle {_fmt_s(cycle)})",
@@ -575,12 +668,13 @@ def _start_service(
             "DTS_WATCHER_NATS__URL": nats_url,
             "DTS_WATCHER_POLL__INTERVAL": str(INTERVAL),
             "DTS_WATCHER_POLL__JITTER": "0",
-            "DTS_WATCHER_POLL__EMIT": emit,
             "DTS_WATCHER_STATE__PATH": str(folder / "state.sqlite3"),
             "DTS_WATCHER_HEALTH__HEARTBEAT_INTERVAL": "0",
             "DTS_WATCHER_LOG__FORMAT": "json",
         }
     )
+    if emit != "page":  # page by page is the default: 4a runs with the defaults
+        env["DTS_WATCHER_POLL__EMIT"] = emit
     with log_path.open("wb") as log_file:
         return subprocess.Popen(
             [sys.executable, "-m", "watcher", "run"],
@@ -601,7 +695,7 @@ def _latency_note(cfg: Config, cycle: float) -> str:
         f"outlasts the {INTERVAL:g} s interval and cycles run back to back: a change waits "
         "up to one cycle for its page to be read again, then up to one cycle for the "
         "listing to complete (p99 ~1.86 cycles, not interval + 1 cycle); poll.emit=page "
-        "sends each page's events without waiting for the rest (4b)"
+        "(the default) sends each page's events without waiting for the rest (4a)"
     )
 
 
@@ -705,6 +799,111 @@ def memory(cfg: Config, sim: SimProcess, nats_url: str) -> list[Row]:
     ]
 
 
+# -- measure 8: scale ---------------------------------------------------------------------
+
+
+def scale(cfg: Config, nats_url: str) -> list[Row]:
+    """The watcher at `scale_jobs` jobs over accounts x regions shards: resident memory
+    per tracked job, and the CPU of a steady and of a moving cycle against the
+    synchronous floor at that size (its own simulator, its own runs)."""
+    shards = cfg.scale_accounts * cfg.scale_regions
+    log(f"measure 8: starting a simulator with {cfg.scale_jobs} jobs over {shards} shards")
+    sim = SimProcess(cfg.scale_jobs, cfg.scale_regions, accounts=cfg.scale_accounts).start()
+    runs: list[dict[str, Any]] = []
+    try:
+        base = {
+            "url": sim.url,
+            "regions": sim.regions,
+            "shards": sim.shards,
+            "nats_url": nats_url,
+            "rate_limit": RATE_LIMIT,
+            "cycles": cfg.scale_cycles,
+            "moving": cfg.scale_cycles,
+            "warm": 1,
+        }
+        for run in range(cfg.runs):
+            out: dict[str, Any] = {}
+            for mode in ("steady", "floor"):
+                with scratch() as folder:
+                    sim.reset()
+                    drop_stream(nats_url)
+                    log(f"measure 8 run {run + 1}/{cfg.runs}: {mode}, {cfg.scale_jobs} jobs")
+                    out[mode] = run_worker(
+                        mode, {**base, "state_dir": str(folder), "sync_only": True}
+                    )
+            runs.append(out)
+    finally:
+        sim.stop()
+        drop_stream(nats_url)
+    tracked = stats.median(r["steady"]["tracked"] for r in runs)
+    start = stats.median(r["steady"]["rss"]["start_kib"] for r in runs)
+    per_job = [
+        1024
+        * (r["steady"]["rss"]["moving_kib"] - r["steady"]["rss"]["start_kib"])
+        / max(1, r["steady"]["tracked"])
+        for r in runs
+    ]
+    resident = stats.median(per_job)
+    cpu: dict[str, list[float]] = {
+        part: [stats.median(c["cpu"] for c in r["steady"][key]) for r in runs]
+        for part, key in (("steady", "cycles"), ("moving", "moving_cycles"))
+    }
+    sync = [stats.median(c["cpu"] for c in r["floor"]["sync_cycles"]) for r in runs]
+    judged = [stats.median(c["judging"] for c in r["steady"]["moving_cycles"]) for r in runs]
+    quiet = all(
+        c["complete"] and c["events"] == 0
+        for r in runs
+        for c in (*r["steady"]["cycles"], *r["steady"]["moving_cycles"])
+    )
+    where = f"{cfg.scale_jobs:,} jobs over {shards} shards"
+    rows = [
+        Row(
+            "8a",
+            f"resident memory per tracked job, {where}",
+            f"{resident / 1024:.2f} KB",
+            f"{start / 1024:.0f} MB: the process right after start",
+            f"{tracked:,.0f} jobs",
+            "<= 5 KB",
+            resident <= 5 * 1024,
+            "(RSS after the moving cycles - RSS at start) / jobs tracked",
+            {"per_job_bytes": per_job, "runs": [r["steady"]["rss"] for r in runs]},
+        )
+    ]
+    for number, part, measure in (
+        ("8b", "steady", "CPU time of a steady cycle"),
+        ("8c", "moving", "CPU time of a cycle in which every delay moved"),
+    ):
+        ratios = [w / f for w, f in zip(cpu[part], sync, strict=True)]
+        rows.append(
+            Row(
+                number,
+                f"{measure}, {where}",
+                _fmt_s(stats.median(cpu[part])),
+                f"{_fmt_s(stats.median(sync))} (sync httpx + json.loads floor)",
+                f"{stats.median(ratios):.2f}x",
+                "(reported)",
+                None if quiet else False,
+                "" if quiet else "a measured cycle was incomplete or produced events",
+                {"watcher_cpu": cpu[part], "sync_floor_cpu": sync, "ratios": ratios},
+            )
+        )
+    per = 1e6 * stats.median(judged) / max(1.0, tracked)
+    rows.append(
+        Row(
+            "8d",
+            f"judging (PageByPage / detect) in a moving cycle, {where}",
+            _fmt_s(stats.median(judged)),
+            f"{_fmt_s(stats.median(cpu['moving']))}: the whole cycle",
+            f"{per:.1f} µs/job",
+            "(reported)",
+            None,
+            "",
+            {"judging": judged},
+        )
+    )
+    return rows
+
+
 # -- the table ----------------------------------------------------------------------------
 
 HEADERS = ("#", "measure", "value", "baseline (same run)", "ratio", "target", "met")
@@ -754,6 +953,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--jobs", type=int, help="jobs the simulator serves (default 10000)")
     parser.add_argument(
+        "--scale-jobs",
+        type=int,
+        help="jobs of measure 8, over 2 accounts x 5 regions (default 100000)",
+    )
+    parser.add_argument(
         "--api",
         choices=["legacy", "dtsjobs", "both"],
         default="both",
@@ -781,7 +985,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     rows: list[Row] = []
-    needs_sim = cfg.only & {1, 3, 4, 5, 6}
+    needs_sim = cfg.only & {1, 3, 4, 5, 6, 7}
     with NatsServer() as nats_server:
         sim = SimProcess(cfg.jobs, cfg.regions)
         if needs_sim:
@@ -789,11 +993,12 @@ def main(argv: list[str] | None = None) -> int:
             sim.start()
         try:
             plan: list[tuple[set[int], Callable[[], list[Row]]]] = [
-                ({1, 6}, lambda: steady(cfg, sim, nats_server.url)),
+                ({1, 6, 7}, lambda: steady(cfg, sim, nats_server.url)),
                 ({2}, lambda: detection(cfg)),
                 ({3}, lambda: storm(cfg, sim, nats_server.url)),
                 ({4}, lambda: latency(cfg, sim, nats_server.url)),
                 ({5}, lambda: memory(cfg, sim, nats_server.url)),
+                ({8}, lambda: scale(cfg, nats_server.url)),
             ]
             for n, api in enumerate(cfg.apis):
                 _PASS["api"] = api
@@ -801,6 +1006,8 @@ def main(argv: list[str] | None = None) -> int:
                 for measures, run in plan:
                     if measures == {2} and n:
                         continue  # detection alone: the same whatever the listing
+                    if measures == {8} and n and cfg.quick:
+                        continue  # the runner keeps working with one pass of it
                     if cfg.only & measures:
                         found = run()
                         for row in found:

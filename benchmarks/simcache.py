@@ -8,7 +8,8 @@ measure. Here:
 - the selection for a set of filters is kept for as long as the jobs do not change
   (`ScenarioState.version`);
 - each job's JSON is kept for as long as the job's spec (immutable) and its creation time
-  are the same;
+  are the same (and, once the state was ticked, its ticks: `ScenarioState.tick` moves
+  every job's delay and checkpoint);
 - each page's bytes are kept, split where the RequestId goes, for as long as the very same
   rendered jobs are on it and the total is the same. A change to one job re-renders only
   the page that shows it.
@@ -41,8 +42,10 @@ class CachedPages:
         self._state: ScenarioState | None = None  # what the caches were filled from
         self._version = -1
         self._selections: dict[Filters, list[Any]] = {}  # JobSpecs, or DescribeDtsJobs entries
-        # job -> (the spec(s) and creation time it was rendered from, its JSON)
-        self._rendered: dict[tuple[str, JobKey], tuple[tuple[Any, ...], datetime, dict[str, Any]]]
+        # job -> (the spec(s), creation time and ticks it was rendered from, its JSON)
+        self._rendered: dict[
+            tuple[str, JobKey], tuple[tuple[Any, ...], tuple[datetime, int], dict[str, Any]]
+        ]
         self._rendered = {}
         self._pages: dict[tuple[Filters, int, int], _Page] = {}
 
@@ -121,17 +124,19 @@ class CachedPages:
         else:
             job, key, spec = item[0], ("dts", item[0].key), item
             render = state.render_dts  # type: ignore[assignment]
-        if job.stalled:  # its delay grows with the clock: never the same twice
-            return render(item)  # type: ignore[arg-type]
+        if any(half is not None and half.stalled for half in spec):
+            return render(item)  # type: ignore[arg-type]  # its delay grows with the clock
         created = state.created_at(job)
+        # Ticked jobs (`ScenarioState.tick`) show another delay and checkpoint each tick.
+        ticks = state.ticks if any(h is not None and state.moving(h) for h in spec) else 0
         cached = self._rendered.get(key)
         if (
             cached is not None
             and len(cached[0]) == len(spec)
             and all(a is b for a, b in zip(cached[0], spec, strict=True))
-            and cached[1] == created
+            and cached[1] == (created, ticks)
         ):
             return cached[2]
         rendered = render(item)  # type: ignore[arg-type]
-        self._rendered[key] = (spec, created, rendered)
+        self._rendered[key] = (spec, (created, ticks), rendered)
         return rendered

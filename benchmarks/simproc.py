@@ -31,6 +31,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, required=True)
     parser.add_argument("--regions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--accounts", type=int, default=1)
     args = parser.parse_args()
 
     from benchmarks import workload
@@ -45,9 +46,11 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    sim = Simulator(workload.scenario(args.jobs, regions, args.seed), pages=CachedPages())
+    scenario = workload.scenario(args.jobs, regions, args.seed, args.accounts)
+    sim = Simulator(scenario, pages=CachedPages())
+    shards = workload.shards_for(args.accounts, args.regions)
     with sim:
-        print(json.dumps({"url": sim.url, "regions": regions}), flush=True)
+        print(json.dumps({"url": sim.url, "regions": regions, "shards": shards}), flush=True)
 
         def watch_stdin() -> None:
             sys.stdin.read()  # returns at end of file: the driver went away
@@ -61,9 +64,11 @@ def main() -> int:
 class SimProcess:
     """A running `benchmarks.simproc`, and its admin API (`/_sim/...`)."""
 
-    def __init__(self, jobs: int, regions: int, seed: int = 7) -> None:
+    def __init__(self, jobs: int, regions: int, seed: int = 7, accounts: int = 1) -> None:
         self.jobs = jobs
         self._args = ["--jobs", str(jobs), "--regions", str(regions), "--seed", str(seed)]
+        self._args += ["--accounts", str(accounts)]
+        self.shards: list[tuple[str, str]] = []
         self._process: subprocess.Popen[str] | None = None
         self.url = ""
         self.regions: list[str] = []
@@ -86,6 +91,7 @@ class SimProcess:
             raise RuntimeError("the simulator process did not start")
         info = json.loads(line)
         self.url, self.regions = info["url"], info["regions"]
+        self.shards = [(account, region) for account, region in info["shards"]]
         return self
 
     @property
@@ -127,6 +133,9 @@ class SimProcess:
 
     def advance(self, n: int = 1) -> int:
         return int(self._call("POST", "/advance", {"n": n})["step"])
+
+    def tick(self, n: int = 1) -> int:
+        return int(self._call("POST", "/tick", {"n": n})["ticks"])
 
     def reset(self) -> None:
         self._call("POST", "/reset")

@@ -56,29 +56,54 @@ def peak_rss_kib() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
+def shards_of(cfg: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (account, region) shards the workload is served in (cfg "shards"; without
+    them, the default account's `regions`)."""
+    if cfg.get("shards"):
+        return [(account, region) for account, region in cfg["shards"]]
+    return [("default", region) for region in cfg["regions"]]
+
+
 def settings_for(cfg: dict[str, Any]) -> Any:
+    """The watcher's settings for the workload: its defaults but for where things are;
+    accounts other than the default are reached by assuming their role (the simulator's
+    STS), as in production."""
     from dts_sim import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+    from dts_sim.accounts import role_arn
     from watcher.settings import Settings
 
+    shards = shards_of(cfg)
+    accounts: dict[str, list[str]] = {}
+    for account, region in shards:
+        accounts.setdefault(account, []).append(region)
+    extra: dict[str, Any] = {}
+    if set(accounts) != {"default"}:
+        extra["accounts"] = [
+            {"name": name, "regions": regions, "role_arn": role_arn(name)}
+            for name, regions in accounts.items()
+        ]
     return Settings(
         dts={
-            "regions": cfg["regions"],
+            "regions": accounts.get("default") or cfg["regions"],
             "api": cfg.get("api", "DescribeSynchronizationJobs"),
             "endpoint": cfg["url"],
             "rate_limit": cfg.get("rate_limit", 20),
             "timeout": 30,
             "backoff_initial": 0.05,
             "backoff_max": 1,
+            "max_concurrent_regions": max(4, len(shards)),
         },
         credentials={
             "access_key_id": DEFAULT_ACCESS_KEY_ID,
             "access_key_secret": DEFAULT_ACCESS_KEY_SECRET,
+            "sts_endpoint": cfg["url"],
         },
         nats={"url": cfg["nats_url"], "connect_timeout": 5, "publish_timeout": 30},
-        poll={"interval": 1, "jitter": 0},
+        poll={"interval": 1, "jitter": 0, **({"emit": cfg["emit"]} if "emit" in cfg else {})},
         state={"path": Path(cfg["state_dir"]) / "state.sqlite3"},
         health={"heartbeat_interval": 0},
         log={"level": "info", "format": "json"},
+        **extra,
     )
 
 
@@ -106,8 +131,8 @@ class Profile:
     """py-spy recording this very process while the measured part runs (cfg "profile":
     the output file, collapsed stacks); nothing at all when not asked for."""
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
-        self._out = cfg.get("profile")
+    def __init__(self, cfg: dict[str, Any], key: str = "profile") -> None:
+        self._out = cfg.get(key)
         self._idle = bool(cfg.get("profile_idle"))  # sample waiting too: a wall-clock view
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -135,57 +160,163 @@ class Profile:
 # -- steady -----------------------------------------------------------------------------
 
 
-async def steady(cfg: dict[str, Any]) -> dict[str, Any]:
-    from watcher.service import open_watcher
+class Shares:
+    """CPU time (of the calling thread) spent in named parts of the watcher while it is
+    installed: where a cycle's CPU goes, without a profiler's own cost. What is left of
+    the cycle's CPU is the HTTP client, the event loop and the rest."""
 
-    _configure_logs(cfg)
-    out: dict[str, Any] = {"cycles": []}
-    async with open_watcher(settings_for(cfg)) as watcher:
-        out["discovered"] = await _discover(watcher)
-        for _ in range(cfg.get("warm", 1)):
-            await watcher.cycle()
-            await watcher.publisher.drain()
-            _HEAP.settle()
-        profile = Profile(cfg).__enter__()
-        for _ in range(cfg["cycles"]):
-            began = time.monotonic()
-            cpu = time.process_time()
-            result = await watcher.cycle()
-            await watcher.publisher.drain()  # what the service's publisher does after it
-            _HEAP.settle()  # and what the service does after every cycle
-            cpu = time.process_time() - cpu
-            ended = time.monotonic()
-            out["cycles"].append(
+    # (part, module, attribute path): what is timed, where it exists (an older watcher,
+    # measured for the README's "before", lacks some).
+    PARTS = (
+        ("judging", "watcher.cycle", "PageByPage.judge"),
+        ("judging", "watcher.cycle", "PageByPage.finish"),
+        ("judging", "watcher.cycle", "detect"),
+        ("decoding", "watcher.dts.page_cache", "decode"),
+        ("decoding", "watcher.dts.page_cache", "fingerprint"),
+        ("decoding", "watcher.dts.client", "decode"),  # before the page cache
+        ("parsing", "watcher.dts.apis", "LegacyApi.parse"),
+        ("parsing", "watcher.dts.apis", "DtsJobsApi.parse"),
+        ("signing", "watcher.dts.client", "DtsClient._signed"),
+        ("saving", "watcher.store.sqlite", "Store._write"),
+        ("saving", "watcher.store.saved", "SavedRows.changed"),
+        ("saving", "watcher.store.sqlite", "Store._changed"),  # before SavedRows
+    )
+
+    def __init__(self) -> None:
+        import importlib
+
+        self.seconds: dict[str, float] = {}
+        self._patched: list[tuple[Any, str, Any]] = []
+        self._parts: list[tuple[str, Any, str]] = []
+        for part, module, path in self.PARTS:
+            try:
+                owner: Any = importlib.import_module(module)
+            except ImportError:
+                continue
+            *outer, name = path.split(".")
+            for step in outer:
+                owner = getattr(owner, step, None)
+            if owner is not None and name in vars(owner):
+                self._parts.append((part, owner, name))
+
+    def _timed(self, part: str, call: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            began = time.thread_time()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self.add(part, time.thread_time() - began)
+
+        return timed
+
+    def add(self, part: str, seconds: float) -> None:
+        self.seconds[part] = self.seconds.get(part, 0.0) + seconds
+
+    def __enter__(self) -> Shares:
+        for part, owner, name in self._parts:
+            original = owner.__dict__[name]
+            self._patched.append((owner, name, original))
+            setattr(owner, name, self._timed(part, original))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, original in reversed(self._patched):
+            setattr(owner, name, original)
+        self._patched.clear()
+
+
+async def _measured_cycles(
+    watcher: Any, cfg: dict[str, Any], count: int, tick: bool
+) -> list[dict[str, Any]]:
+    """`count` cycles as the service runs them, each measured: its CPU time (commit,
+    publisher's drain and after-cycle collection included) and its time window; with
+    `tick`, every job's delay and checkpoint move before each (`/_sim/tick`, outside the
+    measured window)."""
+    out = []
+    async with httpx.AsyncClient(trust_env=False, timeout=120) as admin:
+        for _ in range(count):
+            if tick:
+                call = await admin.post(f"{cfg['url']}/_sim/tick", json={"n": 1})
+                call.raise_for_status()
+            with Shares() as shares:
+                began = time.monotonic()
+                cpu = time.process_time()
+                result = await watcher.cycle()
+                await watcher.publisher.drain()  # what the service's publisher does after it
+                settling = time.thread_time()
+                _HEAP.settle()  # and what the service does after every cycle
+                shares.add("collecting", time.thread_time() - settling)
+                cpu = time.process_time() - cpu
+                ended = time.monotonic()
+            out.append(
                 {
                     "cpu": cpu,
+                    "judging": shares.seconds.get("judging", 0.0),
+                    "shares": shares.seconds,
                     "wall": ended - began,
                     "start": began,
                     "end": ended,
                     "events": len(result.events),
                     "complete": result.complete,
+                    "jobs": len(result.snapshot),
                 }
             )
-        profile.__exit__()
+    return out
+
+
+async def steady(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Steady cycles (nothing moves), then, with cfg "moving", cycles in which every
+    job's delay and checkpoint moved (`moving` of them, after `warm` more); RSS at start
+    and after each part (`rss`)."""
+    from watcher.service import open_watcher
+
+    _configure_logs(cfg)
+    out: dict[str, Any] = {"cycles": [], "moving_cycles": [], "rss": {}}
+    warm = cfg.get("warm", 1)
+    async with open_watcher(settings_for(cfg)) as watcher:
+        gc.collect()
+        out["rss"]["start_kib"] = rss_kib()
+        began = time.process_time()
+        out["discovered"] = await _discover(watcher)
+        out["discovery_cpu"] = time.process_time() - began
+        await _measured_cycles(watcher, cfg, warm, tick=False)
+        with Profile(cfg, "profile"):
+            out["cycles"] = await _measured_cycles(watcher, cfg, cfg["cycles"], tick=False)
+        out["rss"]["steady_kib"] = rss_kib()
+        if cfg.get("moving"):
+            await _measured_cycles(watcher, cfg, warm, tick=True)
+            with Profile(cfg, "moving_profile"):
+                out["moving_cycles"] = await _measured_cycles(
+                    watcher, cfg, cfg["moving"], tick=True
+                )
+            out["rss"]["moving_kib"] = rss_kib()
+        out["tracked"] = len(watcher.baseline or ())
+    out["rss"]["peak_kib"] = peak_rss_kib()
     return out
 
 
 # -- floor ------------------------------------------------------------------------------
 
+LEGACY_ACTION = "DescribeSynchronizationJobs"
 
-def _signed(cfg: dict[str, Any], region: str, page: int) -> tuple[str, dict[str, str]]:
-    from dts_sim import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+
+def _signed(
+    cfg: dict[str, Any], shard: tuple[str, str], params: dict[str, str], action: str
+) -> tuple[str, dict[str, str]]:
+    """A request signed as the watcher signs it, with the shard's account's own key."""
+    from dts_sim.accounts import account_keys
     from watcher.dts import signing
-    from watcher.dts.client import ACTION
 
+    key_id, secret = account_keys(shard[0])
     scheme, _, host = cfg["url"].partition("://")
     request = signing.sign_request(
         method="GET",
         host=host,
         scheme=scheme,
-        action=ACTION,
-        params={"RegionId": region, "PageSize": "30", "PageNum": str(page)},
-        access_key_id=DEFAULT_ACCESS_KEY_ID,
-        access_key_secret=DEFAULT_ACCESS_KEY_SECRET,
+        action=action,
+        params={"RegionId": shard[1], **params},
+        access_key_id=key_id,
+        access_key_secret=secret,
         security_token=None,
         now=datetime.now(UTC),
         nonce=uuid.uuid4().hex,
@@ -193,26 +324,65 @@ def _signed(cfg: dict[str, Any], region: str, page: int) -> tuple[str, dict[str,
     return request.url, request.headers
 
 
+def _listings(api: str) -> list[tuple[str | None, int]]:
+    """The listings a shard is read with (DescribeDtsJobs: one per job type) and their
+    page sizes, as the watcher reads them."""
+    if api == LEGACY_ACTION:
+        return [(None, 30)]
+    return [(job_type, 100) for job_type in ("SYNC", "MIGRATION", "SUBSCRIBE")]
+
+
+def _page_params(api: str, job_type: str | None, size: int, number: int) -> dict[str, str]:
+    if api == LEGACY_ACTION:
+        return {"PageSize": str(size), "PageNum": str(number)}
+    return {"PageSize": str(size), "PageNumber": str(number), "JobType": str(job_type)}
+
+
+def _pages(cfg: dict[str, Any], api: str) -> dict[tuple[str, str], list[dict[str, str]]]:
+    """Every page request of one complete read, per shard (counted with one request per
+    listing beforehand, not measured)."""
+    out: dict[tuple[str, str], list[dict[str, str]]] = {}
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        for shard in shards_of(cfg):
+            requests: list[dict[str, str]] = []
+            for job_type, size in _listings(api):
+                url, headers = _signed(cfg, shard, _page_params(api, job_type, size, 1), api)
+                total = json.loads(client.get(url, headers=headers).content)["TotalRecordCount"]
+                requests += [
+                    _page_params(api, job_type, size, n)
+                    for n in range(1, max(1, math.ceil(total / size)) + 1)
+                ]
+            out[shard] = requests
+    return out
+
+
 async def floor(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Page requests as the watcher makes them (page 1, then the rest, four at a time per
-    region, regions at once, each region's starts spaced at the watcher's pace: DTS's
-    rate limit applies to any client), with nothing but httpx and json.loads."""
+    """The two floors, one after the other in this process.
+
+    Paced async (`cycles`): the legacy listing's page requests as the watcher makes them
+    (page 1, then the rest four at a time per shard, shards at once, each shard's starts
+    spaced at the watcher's pace: DTS's rate limit applies to any client), with nothing
+    but httpx and json.loads.
+
+    Synchronous (`sync_cycles`): the very requests the watcher sends for its listing API
+    (`api`), each shard's at the watcher's pace, sent in sequence with a plain
+    `httpx.Client`, each body decoded with `json.loads`, nothing else.
+
+    Both signed beforehand, outside the measured window.
+    """
     from watcher.dts.client import PACE
 
-    regions: list[str] = cfg["regions"]
     in_flight = 4
     spacing = 1 / (cfg["rate_limit"] * PACE)
     limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-    out: dict[str, Any] = {"cycles": []}
+    out: dict[str, Any] = {"cycles": [], "sync_cycles": []}
+    if cfg.get("sync_only"):
+        out["sync_cycles"] = sync_floor(cfg, spacing)
+        return out
+    pages = _pages(cfg, LEGACY_ACTION)
     async with httpx.AsyncClient(limits=limits, trust_env=False, timeout=30) as client:
-        # How many pages each region has (a request like any other, not measured).
-        pages: dict[str, int] = {}
-        for region in regions:
-            url, headers = _signed(cfg, region, 1)
-            total = json.loads((await client.get(url, headers=headers)).content)["TotalRecordCount"]
-            pages[region] = max(1, math.ceil(total / 30))
 
-        async def one_region(region: str, signed: list[tuple[str, dict[str, str]]]) -> int:
+        async def one_shard(signed: list[tuple[str, dict[str, str]]]) -> int:
             began = time.monotonic()
             url, headers = signed[0]
             json.loads((await client.get(url, headers=headers)).content)
@@ -227,17 +397,48 @@ async def floor(cfg: dict[str, Any]) -> dict[str, Any]:
             return len(signed)
 
         for _ in range(cfg.get("warm", 1) + cfg["cycles"]):
-            signed = {r: [_signed(cfg, r, p) for p in range(1, pages[r] + 1)] for r in regions}
+            signed = {
+                shard: [_signed(cfg, shard, p, LEGACY_ACTION) for p in requests]
+                for shard, requests in pages.items()
+            }
             gc.collect()
             began = time.monotonic()
             cpu = time.process_time()
-            counts = await asyncio.gather(*(one_region(r, signed[r]) for r in regions))
+            counts = await asyncio.gather(*(one_shard(signed[shard]) for shard in pages))
             cpu = time.process_time() - cpu
             out["cycles"].append(
                 {"cpu": cpu, "wall": time.monotonic() - began, "requests": sum(counts)}
             )
     out["cycles"] = out["cycles"][cfg.get("warm", 1) :]
+    out["sync_cycles"] = sync_floor(cfg, spacing)
     return out
+
+
+def sync_floor(cfg: dict[str, Any], spacing: float) -> list[dict[str, Any]]:
+    """The synchronous floor's cycles (see `floor`)."""
+    api = cfg.get("api", LEGACY_ACTION)
+    pages = _pages(cfg, api)
+    cycles = []
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        for _ in range(cfg.get("warm", 1) + cfg["cycles"]):
+            # In sequence, the shards' requests interleaved, each sent when its shard's
+            # pace allows (as the watcher's are, in parallel).
+            due: list[tuple[int, int, str, dict[str, str]]] = []
+            for s_index, (shard, requests) in enumerate(pages.items()):
+                for n, params in enumerate(requests):
+                    due.append((n, s_index, *_signed(cfg, shard, params, api)))
+            due.sort(key=lambda item: (item[0], item[1]))
+            gc.collect()
+            began = time.monotonic()
+            cpu = time.process_time()
+            for n, _, url, headers in due:
+                wait = began + n * spacing - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                json.loads(client.get(url, headers=headers).content)
+            cpu = time.process_time() - cpu
+            cycles.append({"cpu": cpu, "wall": time.monotonic() - began, "requests": len(due)})
+    return cycles[cfg.get("warm", 1) :]
 
 
 # -- storm ------------------------------------------------------------------------------

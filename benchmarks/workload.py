@@ -46,6 +46,13 @@ def split(jobs: int, regions: list[str]) -> dict[str, int]:
     return {region: base + (1 if i < extra else 0) for i, region in enumerate(regions)}
 
 
+def shards_for(accounts: int, regions: int) -> list[tuple[str, str]]:
+    """(account, region) shards: the default account's regions, or with several accounts
+    each one's (`bench1`, `bench2`, ...), reached through its RAM role."""
+    names = ["default"] if accounts <= 1 else [f"bench{i + 1}" for i in range(accounts)]
+    return [(name, region) for name in names for region in regions_for(regions)]
+
+
 def _objects(rng: random.Random, team: str, n: int) -> list[ObjectSpec]:
     out = []
     for s in range(rng.randint(2, 4)):
@@ -60,13 +67,17 @@ def _objects(rng: random.Random, team: str, n: int) -> list[ObjectSpec]:
     return out
 
 
-def build_jobs(jobs: int, regions: list[str], seed: int = 7) -> list[JobSpec]:
-    """`jobs` JobSpecs spread over `regions` (two-way instances count as two jobs)."""
+def build_jobs(jobs: int, regions: list[str], seed: int = 7, accounts: int = 1) -> list[JobSpec]:
+    """`jobs` JobSpecs spread over `regions` (two-way instances count as two jobs), in
+    the default account, or over several (`shards_for`)."""
     rng = random.Random(seed)
     statuses = [s for s, _ in _STATUSES]
     weights = [w for _, w in _STATUSES]
     out: list[JobSpec] = []
-    for r, (region, count) in enumerate(split(jobs, regions).items()):
+    shards = shards_for(accounts, len(regions)) if accounts > 1 else []
+    labels = [f"{a}/{r}" for a, r in shards] or regions
+    for r, (label, count) in enumerate(split(jobs, labels).items()):
+        account, _, region = label.rpartition("/")
         made = 0
         n = 0
         while made < count:
@@ -77,6 +88,7 @@ def build_jobs(jobs: int, regions: list[str], seed: int = 7) -> list[JobSpec]:
             common: dict[str, Any] = {
                 "id": job_id,
                 "region": region,
+                "account": account or "default",
                 "status": status,
                 "delay": rng.randint(0, 20) if status == "Synchronizing" else 0,
                 "pay_type": "PrePaid" if n % 3 == 0 else "PostPaid",
@@ -97,16 +109,17 @@ def build_jobs(jobs: int, regions: list[str], seed: int = 7) -> list[JobSpec]:
     return out
 
 
-def scenario(jobs: int, regions: list[str], seed: int = 7) -> Scenario:
+def scenario(jobs: int, regions: list[str], seed: int = 7, accounts: int = 1) -> Scenario:
     """The benchmark scenario: the jobs, and step 1 in which every one of them fails."""
-    specs = build_jobs(jobs, regions, seed)
+    specs = build_jobs(jobs, regions, seed, accounts)
     storm = {
         str(spec.key): {"status": "Failed", "error_message": "DTS-070211: Connect Source DB failed"}
         for spec in specs
     }
     return Scenario(
         name=f"bench-{jobs}",
-        description=f"{jobs} realistic jobs over {len(regions)} regions",
+        description=f"{jobs} realistic jobs over {len(regions)} regions"
+        + (f" of {accounts} accounts" if accounts > 1 else ""),
         regions=list(regions),
         jobs=specs,
         steps=[StepSpec(note="every job fails at once", changes=storm)],

@@ -4,9 +4,9 @@
                                     (pure)                   transaction per chunk)
                                                               └─► publisher.wake()
 
-With `poll.emit = "page"`, each consistent page is judged, saved and handed to the
-publisher as it arrives (`PageByPage`), and only what needs the whole listing (absence)
-waits for its end; with `"listing"` (the default), everything waits for the whole listing.
+With `poll.emit = "page"` (the default), each consistent page is judged, saved and handed
+to the publisher as it arrives (`PageByPage`), and only what needs the whole listing
+(absence) waits for its end; with `"listing"`, everything waits for the whole listing.
 Either way a job's new state and the events it caused are saved together before anything
 is published (the outbox), and the cycle's own health events (`cycle_incomplete`,
 `source_unavailable`, `source_recovered`) follow its job events.

@@ -136,7 +136,9 @@ def adopt(
     not know takes over the state and memory of such a job of the baseline that `current`
     does not show. Only then: the steady state costs one pass over the keys.
     """
-    fresh = [key for key in current.keys() - before.keys()]
+    # Over `current` (a page, page by page: `keys() - keys()` would walk the whole
+    # baseline for each page).
+    fresh = [key for key in current if key not in before]
     if complete is not None:
         fresh = [key for key in fresh if current[key].shard_label in complete]
     if not fresh:
@@ -192,8 +194,11 @@ class PageByPage:
     """`detect`, a page at a time (`poll.emit = "page"`). Pure, like detect.
 
     `judge(page, now)` applies the rules for present jobs to a consistent page of the
-    listing under way and returns its events and the jobs whose state or memory moved
-    (what must be saved with those events); `finish(current, now)` then runs `detect` on
+    listing under way and returns its events and the jobs they are about, with their new
+    state and memory (what must be saved with those events before they go out; a job
+    whose state or memory moved without a word, a delay that moved, a stall being timed,
+    is in the baseline `finish` gives, and saved with the rest of the cycle: one
+    transaction, not one per page); `finish(current, now)` then runs `detect` on
     the whole listing with what the pages found as the baseline, judging only what no
     page did: absence (complete listings only), and jobs of pages that were not fed.
 
@@ -221,15 +226,18 @@ class PageByPage:
         if jobs is not self.jobs and not (self.jobs.keys() - jobs.keys()) & self.seen:
             self.jobs, self.memory = dict(jobs), dict(memory)
         found = observe(self.jobs, fresh, self.memory, self._cycle + 1, self._rules, now, silences)
+        spoke = {_about(event) for event in found.events}
         moved: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
         for key, (job, mem) in found.jobs.items():
-            if self.jobs.get(key) is not job or self.memory.get(key) != mem:
-                moved[key] = (job, mem)
-                self.jobs[key] = job
-                if mem is None:
-                    self.memory.pop(key, None)
-                else:
-                    self.memory[key] = mem
+            if self.jobs.get(key) is job and self.memory.get(key) == mem:
+                continue
+            self.jobs[key] = job
+            if mem is None:
+                self.memory.pop(key, None)
+            else:
+                self.memory[key] = mem
+            if key in spoke:
+                moved[key] = (job, mem)  # saved with its events; the others at `finish`
         return Observation(found.events, moved, found.held)
 
     def finish(
@@ -244,6 +252,12 @@ class PageByPage:
             observed=frozenset(self.seen),
             silences=silences,
         )
+
+
+def _about(event: Event) -> JobKey:
+    """The job a job event is about (its key, from the common fields)."""
+    data = event.data
+    return JobKey(str(event.region), str(event.job_id), data["direction"], data["account"])
 
 
 class _Events:

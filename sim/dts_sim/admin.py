@@ -101,6 +101,11 @@ def _route(sim: Simulator, method: str, route: str, data: Any) -> Response:
             return _answer(400, {"error": "n must be a positive integer"})
         step = sim.advance(n)
         return _answer(200, {"step": step, "steps": sim.total_steps, "note": sim.note})
+    if route == "/tick" and method == "POST":
+        n = data.get("n", 1) if isinstance(data, dict) else 1
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            return _answer(400, {"error": "n must be a positive integer"})
+        return _answer(200, {"ticks": sim.tick(n)})
     if route == "/reset" and method == "POST":
         sim.reset()
         return _answer(200, {"step": sim.step})

@@ -316,6 +316,13 @@ class Simulator:
             self._advanced.notify_all()
             return self._state.step
 
+    def tick(self, n: int = 1) -> int:
+        """Move every job's delay and checkpoint, as between two polls of a real account
+        (see `ScenarioState.tick`); returns how many ticks so far (a reset: 0)."""
+        with self._lock:
+            self._state.tick(n)
+            return self._state.ticks
+
     def wait_for_step(self, step: int, timeout: float | None = None) -> bool:
         """Block until `step` has been reached (auto-advance); False on timeout."""
         with self._advanced:

@@ -7,6 +7,7 @@ run-time changes from the admin API, and what a drift fault does to a region.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,11 @@ __all__ = ["ScenarioState"]
 
 # Fields a step's `set` may not change: they are what identifies the job.
 _IDENTITY_FIELDS = frozenset({"id", "region", "direction"})
+# `tick`: each tick, a job's delay moves to its own `delay` plus 1.._WOBBLE seconds (a
+# different value at every tick, never twice the same in a row), and its checkpoint goes
+# on by _CHECKPOINT_STEP seconds, as a live job's do between two polls.
+_WOBBLE = 10
+_CHECKPOINT_STEP = 5
 
 
 class ScenarioState:
@@ -56,6 +62,9 @@ class ScenarioState:
         # Bumped by every change to the jobs, so a reader can cache what it derived from
         # them (benchmarks/simcache.py caches selections per version).
         self.version = 0
+        # How many times the live fields moved (`tick`): 0, and every job serves its own
+        # delay and checkpoint.
+        self.ticks = 0
         for job in scenario.initial_jobs():
             self.add_job(job)
 
@@ -126,11 +135,29 @@ class ScenarioState:
         )
 
     def delay_of(self, job: JobSpec) -> int:
-        """The delay served now: a stalled job's grows by a second each second."""
+        """The delay served now: a stalled job's grows by a second each second; after
+        `tick`, a moving job's wobbles around its own (see `moving`)."""
         since = self._stalled_at.get(job.key) if job.stalled else None
         if since is None:
-            return job.delay
+            return job.delay + self._wobble(job)
         return job.delay + max(0, int((self._clock() - since).total_seconds()))
+
+    def moving(self, job: JobSpec) -> bool:
+        """Whether what `tick` moves is moving for this job: it is ticked, not stalled."""
+        return self.ticks > 0 and not job.stalled
+
+    def _wobble(self, job: JobSpec) -> int:
+        if not self.moving(job):
+            return 0
+        seed = zlib.crc32(f"{job.account}/{job.id}/{job.direction}".encode())
+        return 1 + (self.ticks * 7 + seed) % _WOBBLE  # 7 and 10 coprime: new at each tick
+
+    def tick(self, n: int = 1) -> None:
+        """Move every job's live fields, as between two polls of a real account: its delay
+        (to its own plus a few seconds, a new value each tick) and its checkpoint (on by
+        a few seconds); statuses and everything else stay. Stalled jobs stay stalled."""
+        self.ticks += n
+        self.version += 1
 
     def _timed(self, spec: JobSpec, before: JobSpec | None, changes: Mapping[str, Any]) -> JobSpec:
         """What `expires_in` and `stalled` mean now: an expire time; a stall from now."""
@@ -151,16 +178,19 @@ class ScenarioState:
         job, reverse = entry
         created = self.created_at(job)
         return dts_job_to_api(
-            self._now_stalled(job),
-            reverse and self._now_stalled(reverse),
+            self._live(job),
+            reverse and self._live(reverse),
             created,
             self.scenario.quirks,
         )
 
-    def _now_stalled(self, job: JobSpec) -> JobSpec:
-        if not job.stalled:
+    def _live(self, job: JobSpec) -> JobSpec:
+        """The job with the delay and checkpoint it shows now (stalled, or ticked)."""
+        if not job.stalled and not self.moving(job):
             return job
         checkpoint = job.checkpoint if job.checkpoint is not None else default_checkpoint(job)
+        if self.moving(job):
+            checkpoint += _CHECKPOINT_STEP * self.ticks
         return job.model_copy(update={"delay": self.delay_of(job), "checkpoint": checkpoint})
 
     def accounts(self) -> list[str]:

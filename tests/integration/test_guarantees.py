@@ -242,12 +242,15 @@ async def test_rejected_credentials_invent_nothing(
         assert len(watcher.baseline.jobs) == 2  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("emit", ["page", "listing"])
 async def test_removed_only_after_complete_listings(
-    tmp_path: Path, simulator: Simulator, nats_server: NatsServer
+    tmp_path: Path, simulator: Simulator, nats_server: NatsServer, emit: str
 ) -> None:
     for i in range(45):
         simulator.add_job({"id": f"hz{i:02}", "region": "cn-hangzhou"})
-    settings = make_settings(tmp_path, nats_server.url, simulator.url, ["cn-hangzhou"])
+    settings = make_settings(
+        tmp_path, nats_server.url, simulator.url, ["cn-hangzhou"], poll={"emit": emit}
+    )
     async with open_watcher(settings) as watcher:
         assert (await watcher.cycle()).complete
         # Jobs created and deleted while pages are read: the listing shifts under us.
@@ -269,8 +272,17 @@ async def test_removed_only_after_complete_listings(
             [e.job_id for e in r.events if e.kind == "removed"] for r in (incomplete, once, twice)
         ]
         expected_first = [e.job_id for e in drifted.events if e.kind == "discovered"]
-        assert removed[:2] == [[], []]
+        assert removed[0] == []  # an incomplete listing proves no absence
+        assert gone not in removed[1]  # absent from one complete listing: not yet
         assert gone in removed[2]
+        if emit == "listing":
+            assert removed[1] == []
+        else:
+            # A page read during the drift showed the job it added, which was real
+            # (discovered), and gone from every complete listing since: removed, after
+            # two of them. Nothing else.
+            drift_jobs = {j for j in expected_first if j.startswith("dtsdrift")}
+            assert set(removed[1]) <= drift_jobs
         # Whatever the drift faults added or removed for real is reported as such, later.
         assert all(job_id not in expected_first or job_id == gone for job_id in removed[2])
 

@@ -16,7 +16,9 @@ import pytest
 from dts_sim import Simulator
 from dts_sim.natsserver import NatsServer
 from tests.support.watcher import make_settings, read_stream
+from watcher.dts.client import PageHook
 from watcher.service import open_watcher
+from watcher.snapshot import Snapshot
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 HZ = "cn-hangzhou"
@@ -110,3 +112,33 @@ async def test_a_listing_that_fails_part_way_says_what_its_pages_showed_and_no_m
     assert kinds(stream, "hz00") == ["dts.job.discovered", "dts.job.status_changed"]
     assert kinds(stream, "hz35") == ["dts.job.discovered", "dts.job.status_changed"]
     assert not [e for e in stream if e["type"] == "dts.job.removed"]
+
+
+async def test_pages_still_waiting_when_the_listing_ends_are_all_judged(
+    tmp_path: Path, nats_server: NatsServer, simulator: Simulator
+) -> None:
+    """The last pages can arrive together with the end of the listing (a fast listing,
+    a busy event loop): they are judged like the others, and the cycle ends cleanly."""
+    forty_jobs(simulator)
+    settings = make_settings(tmp_path, nats_server.url, simulator.url, [HZ], poll={"emit": "page"})
+    async with open_watcher(settings) as watcher:
+        read = await watcher.client.fetch()
+        pages = [
+            tuple(j for j in read if j.job_id < "hz30"),
+            tuple(j for j in read if j.job_id >= "hz30"),
+        ]
+
+        async def all_at_once(
+            on_page: PageHook | None = None, deadline: float | None = None
+        ) -> Snapshot:
+            assert on_page is not None
+            for page in pages:  # without a pause: the judge sees them after the end
+                on_page(HZ, page)
+            return read
+
+        watcher.client.fetch = all_at_once  # type: ignore[method-assign]
+        result = await watcher.cycle()
+        assert await watcher.flush(within=10)
+    assert result.complete
+    assert sorted(e.job_id for e in result.events) == sorted(j.job_id for j in read)
+    assert {e.kind for e in result.events} == {"discovered"}

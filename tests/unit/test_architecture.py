@@ -39,6 +39,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "the model",
         (
             "watcher.snapshot",
+            "watcher.live",
+            "watcher.sharing",
             "watcher.statuses",
             "watcher.shards",
             "watcher.kinds",

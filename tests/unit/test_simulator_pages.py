@@ -7,6 +7,7 @@ go through (steps, run-time changes, drift, a reset), both must give the same by
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -144,10 +145,48 @@ def test_cached_pages_are_byte_identical_to_plain_ones_across_changes() -> None:
     assert_same_pages(state, cache)
     state.add_job(removed)
     assert_same_pages(state, cache)
+    state.tick()  # every job's delay and checkpoint move
+    assert_same_pages(state, cache)
+    state.set_job("dtsgen011", {"stalled": True})
+    state.tick(2)
+    assert_same_pages(state, cache)
     reset = ScenarioState(scenario)  # what Simulator.reset() does
     assert_same_pages(reset, cache)
     reset.advance(2)
     assert_same_pages(reset, cache)
+
+
+def live_fields(body: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    return {
+        f"{e['DtsJobId']}": (e["Status"], e["Delay"], e["Checkpoint"]) for e in body["DtsJobList"]
+    }
+
+
+def test_a_tick_moves_every_delay_and_checkpoint_and_nothing_else() -> None:
+    state = ScenarioState(parse_scenario(SCENARIO))
+    listing = Filters("cn-hangzhou", api=DTS_JOBS_ACTION, job_type="migration")
+    legacy = Filters("cn-beijing")
+    seen = [json.loads(render_page(state, listing, 1, 100, "r"))]
+    plain = [json.loads(render_page(state, legacy, 1, 30, "r"))]
+    for _ in range(3):
+        state.tick()
+        seen.append(json.loads(render_page(state, listing, 1, 100, "r")))
+        plain.append(json.loads(render_page(state, legacy, 1, 30, "r")))
+    for before, after in itertools.pairwise(seen):
+        old, new = live_fields(before), live_fields(after)
+        assert old.keys() == new.keys() and len(old) == 25
+        for job, (status, delay, checkpoint) in old.items():
+            assert new[job][0] == status
+            assert new[job][1] != delay and new[job][2] != checkpoint
+    for before, after in itertools.pairwise(plain):
+        jobs = [
+            body["SynchronizationInstances"]["SynchronizationInstance"]  # wrapped_lists
+            for body in (before, after)
+        ]
+        assert len(jobs[0]) == 12
+        assert all(a["Delay"] != b["Delay"] for a, b in zip(*jobs, strict=True))
+        same = [{k: v for k, v in j.items() if k != "Delay"} for j in jobs[0]]
+        assert same == [{k: v for k, v in j.items() if k != "Delay"} for j in jobs[1]]
 
 
 def test_the_cache_renders_a_job_again_only_when_it_changed(

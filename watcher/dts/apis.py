@@ -24,8 +24,9 @@ from typing import Any, Protocol
 
 from watcher.dts.credentials import CredentialsProvider
 from watcher.dts.dtsjobs import REQUEST_JOB_TYPE, parse_dts_jobs_page
+from watcher.dts.live import DTS_JOBS_LIVE, LEGACY_LIVE
 from watcher.dts.models import PageParse, parse_page
-from watcher.dts.record_cache import DTS_JOBS_KEYS, LEGACY_KEYS, JobCache
+from watcher.dts.record_cache import DTS_JOBS_KEYS, LEGACY_KEYS, JobCache, LiveFields
 from watcher.settings import DtsSettings
 from watcher.snapshot import JobState, Shard
 
@@ -63,6 +64,11 @@ class ListingApi(Protocol):
         """The keys naming a record in a page (the record cache's, see JobCache)."""
         ...
 
+    @property
+    def live(self) -> LiveFields:
+        """What moves in a record from one poll to the next (the record cache's)."""
+        ...
+
     def params(self, listing: Listing, number: int, size: int) -> dict[str, str]:
         """The call's parameters, besides RegionId."""
         ...
@@ -85,6 +91,7 @@ class LegacyApi:
         self.covers = frozenset({"sync"})
         self.page_sizes: tuple[int, ...] = (settings.page_size,)
         self.record_keys = LEGACY_KEYS
+        self.live: LiveFields = LEGACY_LIVE
 
     def params(self, listing: Listing, number: int, size: int) -> dict[str, str]:
         s = self.settings
@@ -112,6 +119,7 @@ class DtsJobsApi:
         self.action = DTS_JOBS
         self.page_sizes: tuple[int, ...] = DTS_JOBS_PAGE_SIZES
         self.record_keys = DTS_JOBS_KEYS
+        self.live: LiveFields = DTS_JOBS_LIVE
         wanted = [t.lower() for t in (job_types if job_types is not None else settings.job_types)]
         names = {"sync": "sync", "migration": "migration", "subscribe": "subscribe"}
         self.listings: tuple[Listing, ...] = tuple(Listing(names[t]) for t in wanted)

@@ -35,7 +35,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import anyio
 import httpx
@@ -45,9 +44,10 @@ from watcher.dts.apis import Listing, ShardSource, listing_api
 from watcher.dts.credentials import Credentials, CredentialsError, CredentialsProvider
 from watcher.dts.dtsjobs import ApiRefusal
 from watcher.dts.exchange import DtsError as DtsError  # where it has always been imported from
-from watcher.dts.exchange import decode, exchange, failed
+from watcher.dts.exchange import exchange, failed
 from watcher.dts.models import PageParse
 from watcher.dts.pacing import PACE, RateLimiter
+from watcher.dts.page_cache import Answer, Page, PageCache, answer
 from watcher.dts.paging import ListingDrift, assemble, check_page, first_page
 from watcher.dts.record_cache import CachedJobs, JobCache
 from watcher.dts.tls import tls_verify
@@ -118,18 +118,24 @@ class DtsClient:
         self._limiters = {label: RateLimiter(pace, clock, sleep) for label in self._shards}
         # The page size each shard's API accepted (an index into its `page_sizes`).
         self._size_index: dict[str, int] = {}
+        # A pool per shard: httpcore checks every connection of a pool for each request
+        # (one of 16 cost twice the CPU of four of 4; docs/performance.md). One TLS context.
         limits = httpx.Limits(
-            max_connections=settings.max_concurrent_regions * settings.max_concurrent_pages,
-            max_keepalive_connections=settings.max_concurrent_regions
-            * settings.max_concurrent_pages,
+            max_connections=settings.max_concurrent_pages,
+            max_keepalive_connections=settings.max_concurrent_pages,
         )
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            timeout=settings.timeout,
-            limits=limits,
-            trust_env=False,
-            verify=tls_verify(settings.tls_ca_file),
-        )
+        verify = tls_verify(settings.tls_ca_file)
+        context = httpx.create_ssl_context(verify, trust_env=False) if verify is True else verify
+        self._http = {
+            label: httpx.AsyncClient(
+                transport=transport,
+                timeout=settings.timeout,
+                limits=limits,
+                trust_env=False,
+                verify=context,
+            )
+            for label in self._shards
+        }
         plain = settings.endpoint and settings.endpoint.startswith("http://")
         if plain and not is_loopback(settings.endpoint or ""):
             log.warning(
@@ -137,8 +143,10 @@ class DtsClient:
                 endpoint=settings.endpoint,
                 risk="requests, signatures and STS tokens travel unencrypted",
             )
-        # Per shard and listing, the jobs of its last complete read (see JobCache).
+        # Per shard and listing, the jobs of its last complete read (see JobCache), and
+        # every page as last parsed (see PageCache).
         self._parsed: dict[tuple[str, str], CachedJobs] = {}
+        self._pages = PageCache()
 
     async def __aenter__(self) -> DtsClient:
         return self
@@ -147,7 +155,8 @@ class DtsClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for http in self._http.values():
+            await http.aclose()
 
     # -- one cycle ------------------------------------------------------------------------
 
@@ -290,7 +299,7 @@ class DtsClient:
         self, region: str, listing: Listing, on_page: PageHook | None
     ) -> tuple[list[JobState], int, int]:
         api = self._shards[region].api
-        cache = JobCache(self._parsed.get((region, listing.job_type)), api.record_keys)
+        cache = JobCache(self._parsed.get((region, listing.job_type)), api.record_keys, api.live)
         first, size = await self._first_page(region, listing, cache)
         total = first.total_record_count
         if total is None or total < 0:
@@ -343,7 +352,8 @@ class DtsClient:
         and page-size fallback (`check-config --probe` uses it)."""
         listing = listing or self._shards[region].api.listings[0]
         if number == 1:
-            cache = JobCache(keys=self._shards[region].api.record_keys)
+            api = self._shards[region].api
+            cache = JobCache(keys=api.record_keys, live=api.live)
             return (await self._first_page(region, listing, cache))[0]
         return await self._page(region, number, None, listing)
 
@@ -359,10 +369,18 @@ class DtsClient:
         listing = listing or source.api.listings[0]
         size = size or source.api.page_sizes[0]
         params = {"RegionId": source.shard.region, **source.api.params(listing, number, size)}
-        body, exact = await self._call(region, params)
+        key = (region, listing.job_type, size, number)
+        known = self._pages.expect(key, cache)
+        got = await self._call(region, params, known)
         try:
-            # Only orjson's documents may use the cache (see JobCache).
-            parsed = source.api.parse(body, source.shard, listing, cache if exact else None)
+            if got.body is None and known is not None:  # the very page read last time
+                parsed = self._pages.reuse(known, got, cache)
+            else:
+                before = len(cache.seen) if cache is not None else 0
+                # Only orjson's documents may use the cache (see JobCache).
+                use = cache if got.exact else None
+                parsed = source.api.parse(got.body or {}, source.shard, listing, use)
+                self._pages.remember(key, got, parsed, use, before)
         except ApiRefusal as exc:  # DescribeDtsJobs: HTTP 200 with Success false
             raise DtsError(exc.message, code=exc.code, region=region) from None
         except Exception as exc:  # a model bug must not take the cycle down
@@ -383,14 +401,14 @@ class DtsClient:
             )
         return parsed
 
-    async def _call(self, region: str, params: dict[str, str]) -> tuple[dict[str, Any], bool]:
+    async def _call(self, region: str, params: dict[str, str], known: Page | None) -> Answer:
         attempts = self.settings.max_attempts
         refreshed = False
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._send(region, params)
+                return await self._send(region, params, known)
             except DtsError as exc:
                 if exc.code == "InvalidSecurityToken.Expired" and not refreshed:
                     refreshed = True
@@ -420,7 +438,7 @@ class DtsClient:
         ceiling = min(self.settings.backoff_max, growth)
         return self._rand() * ceiling
 
-    async def _send(self, region: str, params: dict[str, str]) -> tuple[dict[str, Any], bool]:
+    async def _send(self, region: str, params: dict[str, str], known: Page | None) -> Answer:
         credentials = await self._credentials_call(region)
         try:
             request = self._signed(region, params, credentials)
@@ -431,9 +449,9 @@ class DtsClient:
         # Paced last, right before the request goes out: what DTS counts is arrivals.
         await self._limiters[region].acquire()
         response, content = await exchange(
-            self._http, request, region, self.stats.requests, self.settings
+            self._http[region], request, region, self.stats.requests, self.settings
         )
-        return decode(region, response, content, self.stats.requests)
+        return answer(region, response, content, self.stats.requests, known)
 
     def _signed(
         self, region: str, params: dict[str, str], credentials: Credentials

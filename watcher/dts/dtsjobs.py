@@ -46,6 +46,7 @@ from watcher.dts.models import (
     title,
 )
 from watcher.dts.record_cache import JobCache
+from watcher.sharing import shared
 from watcher.snapshot import (
     DEFAULT_ACCOUNT,
     ErrorDetail,
@@ -300,7 +301,7 @@ def parse_dts_jobs_page(
             if not entry.dts_job_id:
                 skipped += 1
                 continue
-            found = tuple(to_jobs(entry, region, asked, account))
+            found = tuple([shared(job) for job in to_jobs(entry, region, asked, account)])
             if cache is not None:
                 if (previous := cache.previous.get(key)) is not None and len(previous[1]) == len(
                     found

@@ -28,6 +28,7 @@ from typing import Annotated, Any, ClassVar, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from watcher.dts.record_cache import JobCache
+from watcher.sharing import shared
 from watcher.snapshot import (
     DEFAULT_ACCOUNT,
     Endpoint,
@@ -443,7 +444,7 @@ def _job(raw: dict[str, Any], region: str, cache: JobCache | None, account: str)
     instance = SynchronizationInstance.model_validate(raw)
     if not instance.synchronization_job_id or _unusable_direction(raw, instance):
         return None
-    job = instance.to_job_state(region, account)
+    job = shared(instance.to_job_state(region, account))
     if cache is not None:
         if (previous := cache.previous.get(key)) is not None:
             job = job.sharing_body(previous[1])

@@ -123,6 +123,12 @@ class Rule(Generic[M]):
 
     name: ClassVar[str]
     memory: ClassVar[type[Any]]  # the memory dataclass; `memory()` is the blank one
+    # True for a rule whose `changed` never reads a job's live fields (`watcher.live`:
+    # delay, checkpoint, throughput), so that on a job whose live fields alone moved it
+    # says and remembers what `unchanged` would (or nothing, when it does not want
+    # unchanged jobs). `Rules.judge` then asks it as for an unchanged job: on a live
+    # account every running job's delay moves at every poll.
+    live_blind: ClassVar[bool] = False
 
     @classmethod
     def from_settings(cls, settings: RulesSettings) -> Rule[M]:

@@ -100,6 +100,8 @@ class DelayRule(Rule[DelayMemory]):
             # Not moving data: the delay is frozen or meaningless; keep the level.
             return DelayMemory(level=mem.level) if mem.streaks else mem
         delay = job.delay_seconds
+        if mem.level == OK and not mem.streaks and (not self.levels or delay < self.levels[0][1]):
+            return mem  # below every threshold, nothing counted: the usual case
         index = self.names.index(mem.level) if mem.level in self.names else -1
         new_index = self._after_hysteresis(index, delay)
         counted = {

@@ -54,6 +54,7 @@ def days_left(expire_time: datetime, now: datetime) -> float:
 class ExpiryRule(Rule[ExpiryMemory]):
     name = "expiry"
     memory = ExpiryMemory
+    live_blind = True  # judges stable fields only (see Rule.live_blind)
 
     def __init__(self, warnings: Iterable[float]) -> None:
         self.warnings = tuple(sorted(set(warnings)))  # ascending: the smallest first

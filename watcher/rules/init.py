@@ -29,6 +29,7 @@ class InitMemory:
 class InitRule(Rule[InitMemory]):
     name = "init"
     memory = InitMemory
+    live_blind = True  # judges stable fields only (see Rule.live_blind)
 
     def first_sight(self, job: JobState, mem: InitMemory, say: Say) -> InitMemory:
         return self.changed(job, job, mem, say)

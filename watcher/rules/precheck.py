@@ -31,6 +31,7 @@ class PrecheckMemory:
 class PrecheckRule(Rule[PrecheckMemory]):
     name = "precheck"
     memory = PrecheckMemory
+    live_blind = True  # judges stable fields only (see Rule.live_blind)
 
     def first_sight(self, job: JobState, mem: PrecheckMemory, say: Say) -> PrecheckMemory:
         return self.changed(job, job, mem, say)

@@ -32,6 +32,7 @@ class PresenceMemory:
 class Presence(Rule[PresenceMemory]):
     name = "presence"
     memory = PresenceMemory
+    live_blind = True  # judges stable fields only (see Rule.live_blind)
 
     def __init__(self, removed_after: int) -> None:
         self.removed_after = removed_after

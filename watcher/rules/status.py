@@ -22,6 +22,7 @@ from watcher.snapshot import FAILURE_STATUSES, RETRYING, JobState
 class StatusRule(Rule[NoMemory]):
     name = "status"
     memory = NoMemory
+    live_blind = True  # judges stable fields only (see Rule.live_blind)
 
     def first_sight(self, job: JobState, mem: NoMemory, say: Say) -> NoMemory:
         if job.status in FAILURE_STATUSES or job.status == RETRYING:

@@ -14,10 +14,10 @@ class PollSettings(Section):
     interval: float = Field(30.0, ge=1, description="seconds between cycle starts")
     jitter: float = Field(0.1, ge=0, le=0.5, description="fraction of the interval, random")
     emit: Literal["listing", "page"] = Field(
-        "listing",
-        description="when job events go out: once the whole listing is read (listing), or "
-        "as each consistent page arrives (page: sooner when a listing takes seconds; "
-        "`removed` still waits for complete listings)",
+        "page",
+        description="when job events go out: as each consistent page arrives (page: within "
+        "one cycle even when a listing takes seconds; `removed` still waits for complete "
+        "listings), or once the whole listing is read (listing)",
     )
     cycle_timeout: float = Field(
         600.0,

@@ -21,6 +21,7 @@ from typing import Any
 
 from watcher import fastjson
 from watcher.rules import JobMemory, decode_memory
+from watcher.sharing import shared
 from watcher.snapshot import JobKey, JobState
 
 SCHEMA_VERSION = 3
@@ -64,7 +65,7 @@ def memory_text(memory: JobMemory | None) -> str | None:
 
 def decode_job(head: str, body: str) -> JobState:
     """Raises ValueError, TypeError or KeyError for rows that are not a job."""
-    return JobState.from_dict({**json.loads(head), **json.loads(body)})
+    return shared(JobState.from_dict({**json.loads(head), **json.loads(body)}))
 
 
 def decode_memory_text(text: str | None) -> JobMemory | None:

@@ -34,6 +34,20 @@ def insert_rows(
         db.execute(_statement(head, tail, width, len(params) // width), params)
 
 
+def set_memory(db: sqlite3.Connection, rows: Iterable[tuple[str, str | None]]) -> None:
+    """Set the rule memory of existing job rows ((key, memory) pairs): a hundred a
+    statement (`UPDATE ... FROM`, SQLite 3.33 and later), else one by one."""
+    if sqlite3.sqlite_version_info >= (3, 33):
+        insert_rows(
+            db,
+            "UPDATE jobs SET memory = v.column2 FROM (",
+            ") AS v WHERE jobs.key = v.column1",
+            rows,
+        )
+    else:  # pragma: no cover - SQLite older than 3.33 (2020)
+        db.executemany("UPDATE jobs SET memory = ? WHERE key = ?", ((m, k) for k, m in rows))
+
+
 @functools.lru_cache(maxsize=64)
 def _statement(head: str, tail: str, width: int, rows: int) -> str:
     one = "(" + ", ".join("?" * width) + ")"

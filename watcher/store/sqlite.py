@@ -25,9 +25,14 @@ A failure of the file while running is told apart (`failures.py`): one that may 
 Only what changed is written: the store remembers what it last loaded or committed and
 compares by identity first (unchanged jobs are the very same objects), then by value.
 A job's heavy, seldom-moving parts (`snapshot.BODY_FIELDS`) live in a table of their
-own, rewritten only when they changed (`codec.py` says why). Older schemas are migrated
-on open, in one transaction. How rows are encoded is `codec.py`'s business, the outbox
-rows' `outbox.py`'s.
+own, rewritten only when they changed (`codec.py` says why). A job whose live fields
+alone moved (`watcher.live`: its delay, checkpoint, throughput; every running job's, at
+every poll) while its rule memory stayed the same is not rewritten: the rules judge
+those afresh at each poll, so a saved row whose delay is a few polls old makes the next
+poll after a crash judged as if the polls in between had not been read (as after an
+incomplete listing), and a clean stop writes them (`save_live`, from `close`; `saved.py`
+keeps the books). Older schemas are migrated on open, in one transaction. How rows are
+encoded is `codec.py`'s business, the outbox rows' `outbox.py`'s.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ from watcher import __version__
 from watcher.detect import Detection
 from watcher.errors import StateError, StateUnusable
 from watcher.events import Event
+from watcher.live import same_but_live
+from watcher.logs import get_logger
 from watcher.rules import JobMemory, Memory
 from watcher.snapshot import JobKey, JobState, Snapshot
 from watcher.store import codec, failures, outbox
@@ -50,10 +57,12 @@ from watcher.store.codec import SCHEMA_VERSION
 from watcher.store.failures import RECOVERY, FileIdentity
 from watcher.store.lock import StateLock
 from watcher.store.outbox import DeadLetter, OutboxEntry
-from watcher.store.sql import NotOurs, insert_rows, schema_version, transaction
+from watcher.store.saved import SavedRows, Written
+from watcher.store.sql import NotOurs, insert_rows, schema_version, set_memory, transaction
 from watcher.wire import Wire
 
 _T = TypeVar("_T")
+log = get_logger("watcher.store")
 
 
 class Store:
@@ -74,7 +83,7 @@ class Store:
         # was committed last without waiting for a transaction under way (a storm's).
         self._reader = reader
         self._read_lock = threading.Lock()
-        self._jobs: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
+        self._saved = SavedRows()  # what each job's row holds, and which are behind
         self._cycle = 0
         self._loaded = False
 
@@ -150,6 +159,11 @@ class Store:
         return db
 
     def close(self) -> None:
+        """Write what only moved in live fields (`save_live`), then let go of the file."""
+        try:
+            self.save_live()
+        except (StateError, sqlite3.Error) as exc:  # a failing file: what is saved stays
+            log.warning("state.live_not_saved", jobs=len(self._saved.unsaved), reason=str(exc))
         with self._read_lock:
             self._reader.close()
         with self._lock:
@@ -198,7 +212,7 @@ class Store:
                     f"state file {self.path} holds unreadable data ({type(exc).__name__}: "
                     f"{exc}); {RECOVERY}"
                 ) from None
-            self._jobs = jobs
+            self._saved.reset(jobs)
             self._cycle = int(meta.get("cycle", 0))
             self._loaded = True
         baseline = Snapshot(jobs={k: j for k, (j, _) in jobs.items()})
@@ -226,11 +240,11 @@ class Store:
         owners = [outbox.owner(e) for e in events]
         bounds = outbox.chunks(owners, max(1, chunk), first=max(1, chunk // 10))
         for n, (a, b) in enumerate(bounds, start=1):
+            keys = {k for k in owners[a:b] if k is not None}  # gone ones: deleted with it
             if n < len(bounds):
-                keys = {k for k in owners[a:b] if k is not None}
                 self._write(keys, jobs, memory, events[a:b], subject_prefix, None)
             else:
-                keys = self._changed(jobs, memory)
+                keys |= self._saved.changed(jobs, memory)
                 self._write(keys, jobs, memory, events[a:b], subject_prefix, detection.memory.cycle)
             yield b
 
@@ -244,7 +258,8 @@ class Store:
         caused, in one transaction (`poll.emit = "page"`); False if nothing changed."""
         if not self._loaded:
             self.load()
-        keys = {key for key, (job, mem) in jobs.items() if self._differs(key, job, mem)}
+        keys = {key for key, (job, mem) in jobs.items() if self._saved.differs(key, job, mem)}
+        keys.update(k for e in events if (k := outbox.owner(e)) is not None and k in jobs)
         if not keys and not events:
             return False
         states = {key: job for key, (job, _) in jobs.items()}
@@ -252,19 +267,14 @@ class Store:
         self._write(keys, states, memory, events, subject_prefix, None)
         return True
 
-    def _changed(
-        self, jobs: Mapping[JobKey, JobState], memory: Mapping[JobKey, JobMemory]
-    ) -> set[JobKey]:
-        """Keys whose row differs from what is saved: new, changed, or gone."""
-        changed = {key for key, job in jobs.items() if self._differs(key, job, memory.get(key))}
-        changed.update(self._jobs.keys() - jobs.keys())
-        return changed
-
-    def _differs(self, key: JobKey, job: JobState, memory: JobMemory | None) -> bool:
-        """Whether the saved row of `key` is not this job with this memory (compared by
-        identity first: an unchanged job is the very same object)."""
-        old = self._jobs.get(key)
-        return old is None or not (old[0] is job or old[0] == job) or old[1] != memory
+    def save_live(self) -> int:
+        """Write the jobs whose saved rows hold older live fields (`SavedRows.unsaved`),
+        in one transaction; how many. `close` calls it: after a clean stop, the state holds
+        every job as last seen."""
+        keys, states, memory = self._saved.live_rows()
+        if keys:
+            self._write(keys, states, memory, (), "", None, whole=True)
+        return len(keys)
 
     def _write(
         self,
@@ -274,10 +284,15 @@ class Store:
         events: Sequence[Event],
         prefix: str,
         cycle: int | None,
+        *,
+        whole: bool = False,
     ) -> None:
         """One transaction: the rows of `keys` as in `jobs` and `memory` (not in `jobs`:
-        deleted), `events` into the outbox, and the cycle number if given."""
-        upserts: list[tuple[JobKey, JobState, JobMemory | None]] = []
+        deleted), `events` into the outbox, and the cycle number if given. A job whose
+        saved state differs in live fields alone gets its memory written, not its state
+        (unless `whole`): a stall being timed moves its memory at every poll."""
+        upserts: list[Written] = []
+        memories: list[Written] = []  # the state as saved, but for live fields
         bodies: list[tuple[JobKey, JobState]] = []  # new jobs, and those whose body moved
         gone: list[JobKey] = []
         for key in keys:
@@ -285,25 +300,24 @@ class Store:
             if job is None:
                 gone.append(key)
                 continue
+            old = self._saved.jobs.get(key)
+            if old is not None and not whole and same_but_live(old[0], job):
+                memories.append((key, job, memory.get(key)))
+                continue
             upserts.append((key, job, memory.get(key)))
-            old = self._jobs.get(key)
             if old is None or not (old[0] is job or old[0].same_body(job)):
                 bodies.append((key, job))
         self.check_file()
-        self._guard(
-            "save to", lambda: self._save_rows(upserts, bodies, gone, events, prefix, cycle)
-        )
-        # Saved: what the next comparison starts from.
-        for key, job, mem in upserts:
-            self._jobs[key] = (job, mem)
-        for key in gone:
-            self._jobs.pop(key, None)
+        rows = (upserts, memories, bodies, gone)
+        self._guard("save to", lambda: self._save_rows(*rows, events, prefix, cycle))
+        self._saved.written(upserts, gone, memories)  # what the next comparison starts from
         if cycle is not None:
             self._cycle = cycle
 
     def _save_rows(
         self,
-        upserts: list[tuple[JobKey, JobState, JobMemory | None]],
+        upserts: list[Written],
+        memories: list[Written],
         bodies: list[tuple[JobKey, JobState]],
         gone: list[JobKey],
         events: Sequence[Event],
@@ -326,6 +340,7 @@ class Store:
                     for key, job, mem in upserts
                 ),
             )
+            set_memory(self._db, ((key.encode(), codec.memory_text(m)) for key, _, m in memories))
             insert_rows(
                 self._db,
                 "INSERT INTO bodies(key, body)",

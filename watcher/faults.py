@@ -10,6 +10,8 @@ interrupts. The points, in the order a cycle reaches them:
                     `state.events_per_transaction`), maybe published, the rest not
     after_commit    baseline, memory and events saved; maybe some published
     after_publish   a batch published to JetStream, not yet removed from the outbox
+    state_written   several replicas: entries with new events written to the state
+                    bucket (a step of a cycle's), their events not yet published
 
 A point reached with nothing at stake (`relevant` False: a commit that saved no event)
 does not fire. With `DTS_WATCHER_TEST_CRASH_ARMED=<file>` too, a point fires only once

@@ -24,6 +24,7 @@ from watcher.cluster.bucket import Bucket, Entry
 from watcher.cluster.changes import Cached, Change, JobWrite, NotHeld, OwnWrite, ShardWrite
 from watcher.cluster.records import JobRecord, OwnRecord, Pending, ShardRecord
 from watcher.errors import StateWriteError, why
+from watcher.faults import crash_point
 from watcher.events import Event
 from watcher.logs import get_logger
 from watcher.shards import DEFAULT_ACCOUNT, Shard, shard_label
@@ -227,9 +228,12 @@ class Entries:
         label = entry.label
         return label is None or (label in self._jobs and self._holds(label))
 
-    async def _put(self, entry: Cached, change: Callable[[Any], Any]) -> None:
+    async def _put(
+        self, entry: Cached, change: Callable[[Any], Any], written: list[Cached] | None = None
+    ) -> None:
         """Write `change(the entry's record)` over the revision last known, if the shard
-        is certainly this member's; the entry follows on success, is stale otherwise."""
+        is certainly this member's; the entry follows on success (its events go to the
+        publisher, or into `written` for the caller to hand over), is stale otherwise."""
         bucket = self._need()
         async with self._lock(entry.key):
             if not self._ours(entry):
@@ -242,7 +246,10 @@ class Entries:
                 self._stale[entry.key] = entry
                 raise
             entry.record, entry.revision = record, revision
-            self._enqueue(entry)
+            if written is None:
+                self._enqueue(entry)
+            else:
+                written.append(entry)
 
     async def _delete(self, entry: Cached) -> None:
         bucket = self._need()
@@ -261,15 +268,15 @@ class Entries:
         elif isinstance(entry.record, OwnRecord) and entry.record.member != self.member:
             self._own.pop(entry.key, None)
 
-    async def _write(self, change: Change) -> None:
+    async def _write(self, change: Change, written: list[Cached]) -> None:
         if isinstance(change, JobWrite):
-            await self._write_job(change)
+            await self._write_job(change, written)
         elif isinstance(change, ShardWrite):
-            await self._write_shard(change)
+            await self._write_shard(change, written)
         else:
-            await self._write_own(change)
+            await self._write_own(change, written)
 
-    async def _write_job(self, change: JobWrite) -> None:
+    async def _write_job(self, change: JobWrite, written: list[Cached]) -> None:
         table = self._jobs.get(change.label)
         if table is None or not self._holds(change.label):
             raise NotHeld(change.label)
@@ -288,12 +295,12 @@ class Entries:
         def apply(record: JobRecord) -> JobRecord:
             return JobRecord(change.job, change.memory, record.pending + change.events)
 
-        await self._put(entry, apply)
+        await self._put(entry, apply, written)
         if table.get(change.key) is not entry and self._jobs.get(change.label) is table:
             table[change.key] = entry
             self._tombs[change.label].pop(entry.key, None)
 
-    async def _write_shard(self, change: ShardWrite) -> None:
+    async def _write_shard(self, change: ShardWrite, written: list[Cached]) -> None:
         entry = self._shards.get(change.label)
         if entry is None:
             raise NotHeld(change.label)
@@ -303,9 +310,9 @@ class Entries:
             health = change.health if change.new_health else record.health
             return ShardRecord(cycle, health, record.pending + change.events)
 
-        await self._put(entry, apply)
+        await self._put(entry, apply, written)
 
-    async def _write_own(self, change: OwnWrite) -> None:
+    async def _write_own(self, change: OwnWrite, written: list[Cached]) -> None:
         key = records.own_key(self.member)
         entry = self._own.get(key)
         if entry is None:
@@ -314,14 +321,20 @@ class Entries:
         def apply(record: OwnRecord) -> OwnRecord:
             return OwnRecord(self.member, record.pending + change.events)
 
-        await self._put(entry, apply)
+        await self._put(entry, apply, written)
 
     async def _apply(self, changes: Sequence[Change]) -> None:
         """Write `changes` at once; StateWriteError naming the first failure if any failed
-        (those that succeeded stay written)."""
+        (those that succeeded stay written). Their events go to the publisher together,
+        once all are written (as a transaction's would)."""
         if not changes:
             return
-        outcomes = await kv.write_all([partial(self._write, c) for c in changes])
+        written: list[Cached] = []
+        outcomes = await kv.write_all([partial(self._write, c, written) for c in changes])
+        said = any(p.id not in e.queued for e in written for p in e.record.pending)
+        crash_point("state_written", said)
+        for entry in written:
+            self._enqueue(entry)
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         if failed:
             raise StateWriteError(

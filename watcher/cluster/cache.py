@@ -24,8 +24,8 @@ from watcher.cluster.bucket import Bucket, Entry
 from watcher.cluster.changes import Cached, Change, JobWrite, NotHeld, OwnWrite, ShardWrite
 from watcher.cluster.records import JobRecord, OwnRecord, Pending, ShardRecord
 from watcher.errors import StateWriteError, why
-from watcher.faults import crash_point
 from watcher.events import Event
+from watcher.faults import crash_point
 from watcher.logs import get_logger
 from watcher.shards import DEFAULT_ACCOUNT, Shard, shard_label
 from watcher.snapshot import JobKey

@@ -98,3 +98,13 @@ async def test_one_replica_on_a_cluster_and_a_short_window_are_warned_about(
     assert "dts_watcher_state" in state and "DTS_WATCHER_CLUSTER__REPLICAS" in state
     assert "DTS_EVENTS" in stream and "DTS_WATCHER_NATS__STREAM_REPLICAS" in stream
     assert "DTS_WATCHER_NATS__DUPLICATE_WINDOW" in window and "130" in window
+
+
+def test_once_is_refused_in_cluster_mode(tmp_path: Path, simulator: Simulator) -> None:
+    """`once` reads every region alone: with several replicas sharing them, it would
+    judge shards others hold from a state that is not theirs."""
+    env = cluster_env(tmp_path, "nats://127.0.0.1:1", simulator, DTS_WATCHER_CLUSTER__MEMBER="a")
+    done = run_cli("once", env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2, done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert "DTS_WATCHER_CLUSTER__ENABLED" in line and "`run`" in line

@@ -19,7 +19,7 @@ import pytest
 from watcher.cluster.bucket import Bucket, open_state_bucket
 from watcher.cluster.checks import raise_errors
 from watcher.cluster.state import ClusterState
-from watcher.detect import Detection, detect
+from watcher.detect import Detection, PageByPage, detect
 from watcher.errors import StateWriteError
 from watcher.events import watcher_event
 from watcher.rules import Rules
@@ -181,3 +181,25 @@ async def test_a_dead_members_own_events_are_published_by_the_next_to_start(
     await b.publish()
     mine = {e.key for e in await bucket.read_all(keys="own.>") if not e.tombstone}
     assert "own.a" not in mine  # emptied, and gone
+
+
+async def test_pages_are_saved_as_they_are_judged(bucket: Bucket) -> None:
+    """`poll.emit = "page"`: each page's jobs and events are one write each, before the
+    listing ends; the next holder finds them."""
+    a = Member("a", bucket)
+    await a.take()
+    baseline, memory = await anyio.to_thread.run_sync(a.state.load)
+    pages = PageByPage(baseline, memory, RULES)
+    found = pages.judge([job("j1"), job("j2")], T0)
+    saved = await anyio.to_thread.run_sync(a.state.save_page, found.jobs, found.events, "dts")
+    assert saved and [kind for _, kind in a.waiting()] == ["discovered", "discovered"]
+    rest = pages.finish(listing(job("j1"), job("j2")), T0)
+    assert rest.events == []
+    await a.commit(rest)
+    a.lease = False
+    b = Member("b", bucket)
+    await b.take()
+    assert [kind for _, kind in b.waiting()] == ["discovered", "discovered"]
+    baseline, memory = await anyio.to_thread.run_sync(b.state.load)
+    assert set(baseline.jobs) == {job("j1").key, job("j2").key}
+    assert memory.shard_cycles == {HZ: 1}

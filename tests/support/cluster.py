@@ -116,19 +116,19 @@ async def stream_events(servers: list[str], stream: str = "DTS_EVENTS") -> list[
     nc = await nats.connect(servers=servers, connect_timeout=2, max_reconnect_attempts=2)
     try:
         js = nc.jetstream(timeout=2)
+        out: list[dict[str, Any]] = []
         try:
             info = await js.stream_info(stream)
-        except Exception:  # not made yet, or a leader being elected
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                if not info.state.messages:
+                    break
+                try:
+                    msg = await js.get_msg(stream, seq)
+                except nats.js.errors.NotFoundError:
+                    continue
+                out.append(json.loads(msg.data))
+        except Exception:  # not made yet, or a leader being elected: nothing known
             return []
-        out: list[dict[str, Any]] = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            if not info.state.messages:
-                break
-            try:
-                msg = await js.get_msg(stream, seq)
-            except nats.js.errors.NotFoundError:
-                continue
-            out.append(json.loads(msg.data))
         return out
     finally:
         await nc.close()

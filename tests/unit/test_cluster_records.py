@@ -50,6 +50,7 @@ def test_keys_are_one_token_per_name_and_decode_back() -> None:
     key = JobKey("cn-hangzhou", "dts.weird/id", "Reverse", "team a")
     text = records.job_key(key)
     kind, shard, job_id, direction = text.split(".")
+    assert (job_id, direction) == ("dts=2Eweird=2Fid", "Reverse")
     assert (kind, shard) == ("job", "team=20a=2Fcn-hangzhou")
     assert records.job_key_of(text) == key
     assert records.jobs_of("team a", "cn-hangzhou") == "job.team=20a=2Fcn-hangzhou.>"

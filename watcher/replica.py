@@ -36,7 +36,7 @@ from watcher.cluster.bucket import open_state_bucket
 from watcher.cluster.checks import Finding
 from watcher.cluster.keys import shard_name
 from watcher.cluster.state import ClusterState
-from watcher.errors import StateError, why
+from watcher.errors import ClusterError, StateError, why
 from watcher.events import Event, Severity, watcher_event
 from watcher.logs import get_logger
 from watcher.settings import Settings
@@ -122,18 +122,14 @@ class Replica:
     # --- the life of a replica ---------------------------------------------------------
 
     async def run(self) -> None:
-        """Join, take part, until `leave`; ClusterError (exit 2) for what cannot work."""
+        """Join, take part, until the service ends; ClusterError (exit 2) for what cannot
+        work. What NATS cannot answer yet (a leader being elected) is tried again."""
         self._nc = await self._connect()
         try:
-            js = self._nc.jetstream(timeout=self.settings.nats.publish_timeout)
-            await self._prepare(js)
+            await self._join()
             assert self.leases is not None
-            self.coordinator = Coordinator(
-                self.leases, map(name_of, self.shards), self, nc=self._nc
-            )
-            # This member's own entry first (`started` goes out before the shards' news),
-            # and those of members gone.
-            await self.state.start((await read_view(self.leases)).members)
+            names = map(name_of, self.shards)
+            self.coordinator = Coordinator(self.leases, names, self, nc=self._nc)
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self.state.run)
@@ -145,6 +141,30 @@ class Replica:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await self._nc.close()
+
+    async def _join(self) -> None:
+        """The checks, the buckets, then this member's own entry (`started` goes out
+        before the shards' news) and those of members gone; retried while NATS cannot
+        answer, at once fatal for what cannot work (ClusterError)."""
+        js = self._nc.jetstream(timeout=self.settings.nats.publish_timeout)
+        pause, said = 0.5, ""
+        while True:
+            try:
+                if self.leases is None:
+                    await self._prepare(js)
+                assert self.leases is not None
+                await self.state.start((await read_view(self.leases)).members)
+                return
+            except ClusterError:
+                raise
+            except Exception as exc:  # NATS or JetStream not answering yet: again
+                reason = why(exc)
+                self.problem = f"not joined to the cluster yet: {reason}"
+                if reason != said:
+                    log.warning("cluster.join_failed", error=reason, retry_in=pause)
+                    said = reason
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 10.0)
 
     async def _rounds(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         assert self.coordinator is not None
@@ -223,6 +243,8 @@ class Replica:
 
     async def shard_acquired(self, shard: str) -> None:
         label = label_of(shard)
+        if label in self._loading:
+            return  # still being read (lost and taken again meanwhile): that read stands
         loaded = self._loading[label] = anyio.Event()
         if self._tg is None:
             await self._adopt(label, loaded)
@@ -245,7 +267,7 @@ class Replica:
             self._active.add(label)
             jobs = self.state.jobs_in(label)
             log.info("shard.watching", shard=label, cycle=record.cycle, jobs=jobs)
-        except (StateError, *_TRANSIENT) as exc:
+        except Exception as exc:  # NATS, a leader election, an unreadable bucket
             # Read again at the next round: the lease is given up, the shard free.
             log.warning("shard.not_read", shard=label, error=why(exc))
             self.state.drop(label)
@@ -304,6 +326,3 @@ class Replica:
         if reason is not None:
             data["reason"] = reason
         return watcher_event(kind, severity, datetime.now(UTC), data)
-
-
-_TRANSIENT = (nats.errors.Error, TimeoutError, OSError)

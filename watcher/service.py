@@ -125,6 +125,7 @@ class Watcher:
         self.status.rules = self._cycle.rules
         if replica is not None:
             self.status.cluster_problem = lambda: replica.problem
+            self.status.shards_held = lambda: len(replica.active())
             replica.bind(
                 health=lambda: self.status.health,
                 set_health=self._set_health,

@@ -35,8 +35,10 @@ class Status:
     dead_letters: Callable[[], int] = lambda: 0
     # Why the state cannot be saved right now (disk full, read-only), while it lasts.
     state_problem: str | None = None
-    # Several replicas: why this one is not (yet) part of the cluster.
+    # Several replicas: why this one is not (yet) part of the cluster; how many shards it
+    # holds (None with one replica).
     cluster_problem: Callable[[], str | None] = lambda: None
+    shards_held: Callable[[], int | None] = lambda: None
     cycles: int = 0
     incomplete_cycles: int = 0
     events: dict[str, int] = field(default_factory=dict)  # by event type

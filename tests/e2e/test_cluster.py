@@ -237,4 +237,12 @@ async def scenario(replicas: Replicas, cluster: NatsCluster, sim: Simulator) -> 
             seen += [("status_changed", "Failed")]
         expected[f"{job}/Forward"] = seen
     assert job_events(stream) == expected
+    # Who watched what: a's comeback was handed over (each shard's cycle finished and
+    # its events flushed first), and at the end every shard was given up cleanly.
+    shard_events = [e for e in stream if e["type"].startswith("dts.watcher.shard_")]
+    reasons = Counter(e["data"].get("reason") for e in shard_events if "released" in e["type"])
+    assert reasons["handover"] >= 1 and set(reasons) <= {"handover", "stopping", "lost"}
+    for region in SHARDS.values():
+        last = [e for e in shard_events if e["data"]["region"] == region][-1]
+        assert (last["type"], last["data"]["reason"]) == ("dts.watcher.shard_released", "stopping")
     print(f"takeover after SIGKILL: {takeover:.1f} s, {takeover2:.1f} s (TTL {TTL:g} s)")

@@ -20,6 +20,7 @@ from nats.js.api import StreamConfig
 from dts_sim import Simulator
 from dts_sim.natsserver import NatsCluster, NatsServer
 from tests.support.cli import CliProcess, run_cli, watcher_env
+from tests.support.cluster import eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.wall_clock]
 
@@ -74,9 +75,8 @@ async def test_one_replica_on_a_cluster_and_a_short_window_are_warned_about(
     nc = await nats.connect(servers=nats_cluster.url_list)
     try:  # an events stream made by someone else: one replica, two minutes of dedupe
         js = nc.jetstream(timeout=5)
-        await js.add_stream(
-            StreamConfig(name="DTS_EVENTS", subjects=["dts.>"], duplicate_window=120)
-        )
+        config = StreamConfig(name="DTS_EVENTS", subjects=["dts.>"], duplicate_window=120)
+        await eventually(lambda: js.add_stream(config))  # a meta leader just elected
     finally:
         await nc.close()
     env = cluster_env(

@@ -120,6 +120,12 @@ def cmd_once(args: argparse.Namespace) -> int:
     from watcher.service import open_watcher
 
     settings = _settings(args)
+    if settings.cluster.enabled:
+        raise ConfigError(
+            "once reads every region alone, and cluster.enabled "
+            "(DTS_WATCHER_CLUSTER__ENABLED) shares them among replicas: use `run`, or turn "
+            "cluster mode off for a one-off cycle (it keeps its own state file)"
+        )
 
     async def one() -> int:
         async with open_watcher(settings, args.config) as watcher:

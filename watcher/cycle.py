@@ -16,13 +16,19 @@ them from the store, so the next cycle starts from what was really saved. The si
 and maintenance windows known at the moment of each judgement (`silencing()`, which the
 service keeps current from the silence bucket) go into detection as data, so the events
 saved carry their `silenced` attribute.
+
+With several replicas (`watcher.replica`) a cycle reads only the shards `shards()` names
+(those this replica holds, their state in `watcher.cluster.state`); when that set changes
+it starts again from the state as saved, and with none it only counts itself (a replica
+holding nothing is idle, not blind). `reading` says which shards the cycle in flight
+reads (a shard handed over waits for it: `finished`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,7 +48,7 @@ from watcher.silencing import NO_SILENCES, Silencing
 from watcher.snapshot import DEFAULT_ACCOUNT, JobState, RegionOutcome, Snapshot
 from watcher.source_health import track
 from watcher.status import Status
-from watcher.store import Store
+from watcher.store import State
 
 log = get_logger("watcher.cycle")
 event_log = get_logger("watcher.events")
@@ -67,13 +73,15 @@ class Cycle:
         self,
         settings: Settings,
         client: DtsClient,
-        store: Store,
+        store: State,
         publisher: Publisher,
         status: Status,
         metrics: Metrics,
         now: Callable[[], datetime],
         silencing: Callable[[], Silencing] = lambda: NO_SILENCES,
+        shards: Callable[[], Collection[str] | None] = lambda: None,
     ) -> None:
+        """`shards()`: the labels of the shards to read this cycle (None: all)."""
         self.settings = settings
         self.client = client
         self.store = store
@@ -85,17 +93,50 @@ class Cycle:
         self._silencing = silencing
         self._baseline: Snapshot | None = None
         self._memory = Memory()
+        self._shards = shards
+        self._read: frozenset[str] | None = None  # the shards the baseline is of
+        self.reading: frozenset[str] = frozenset()  # those the cycle in flight reads
+        self._done: anyio.Event | None = None
+
+    async def finished(self, shard: str) -> None:
+        """Return once no cycle in flight reads `shard`."""
+        while shard in self.reading and self._done is not None:
+            await self._done.wait()
 
     async def run(self) -> CycleResult:
+        wanted = self._shards()
+        shards = None if wanted is None else frozenset(wanted)
+        if shards != self._read:
+            self._baseline, self._read = None, shards  # another set: from the saved state
+        if shards is not None and not shards:
+            return await self._idle()
+        self.reading, self._done = shards or frozenset(), anyio.Event()
+        try:
+            return await self._run(shards)
+        finally:
+            self.reading = frozenset()
+            self._done.set()
+
+    async def _idle(self) -> CycleResult:
+        """Several replicas, none of the shards held here: nothing to read, nothing
+        missed; the state is read again when shards come."""
+        self._baseline, self._memory = await anyio.to_thread.run_sync(self.store.load)
+        self.status.baseline, self.status.memory = self._baseline, self._memory
+        self.status.count_cycle(True, self._now())
+        return CycleResult(Snapshot(jobs={}), [], True, 0.0)
+
+    async def _run(self, shards: frozenset[str] | None) -> CycleResult:
         started = time.monotonic()
         if self._baseline is None:
             self._baseline, self._memory = await anyio.to_thread.run_sync(self.store.load)
         try:
             if self.settings.poll.emit == "page":
-                snapshot, early, detection = await self._page_by_page(self._baseline)
+                snapshot, early, detection = await self._page_by_page(self._baseline, shards)
             else:
                 early = []
-                snapshot = await self.client.fetch(deadline=self.settings.poll.cycle_timeout)
+                snapshot = await self.client.fetch(
+                    deadline=self.settings.poll.cycle_timeout, only=shards
+                )
                 detection = detect(
                     self._baseline,
                     snapshot,
@@ -105,14 +146,16 @@ class Cycle:
                     silences=self._silencing(),
                 )
             own = self._health_events(snapshot)
-            crash_point("before_commit")
-            await self._commit(detection, own)
+            crash_point("before_commit", bool(detection.events or own))
+            # The cycle's own events are saved with its end (its cycle count, and with
+            # several replicas each shard's read health they follow from).
+            await self._commit(detection._replace(events=[*detection.events, *own]))
         except BaseException:
             # Some of the cycle's transactions may be saved: start the next cycle from
             # what the store holds, not from what this one started with.
             self._baseline = None
             raise
-        crash_point("after_commit")
+        crash_point("after_commit", bool(detection.events or own))
         self._baseline, self._memory = detection.baseline, detection.memory
         events = [*early, *detection.events, *own]
         await log_events(events, self.publisher.wait_idle)
@@ -141,7 +184,7 @@ class Cycle:
         )
 
     async def _page_by_page(
-        self, baseline: Snapshot | None
+        self, baseline: Snapshot | None, shards: frozenset[str] | None
     ) -> tuple[Snapshot, list[Event], Detection]:
         """Judge each consistent page as it arrives (`PageByPage`), save what moved with
         its events and wake the publisher, while the rest of the listing is read; then
@@ -180,7 +223,7 @@ class Cycle:
                 tg.start_soon(judge)
                 async with send:
                     snapshot = await self.client.fetch(
-                        on_page=on_page, deadline=self.settings.poll.cycle_timeout
+                        on_page=on_page, deadline=self.settings.poll.cycle_timeout, only=shards
                     )
         except BaseExceptionGroup as group:  # a page not saved: the state's error, as itself
             failed = group.subgroup(StateError)
@@ -189,19 +232,16 @@ class Cycle:
             raise _first(failed) from None
         return snapshot, early, pages.finish(snapshot, self._now(), self._silencing())
 
-    async def _commit(self, detection: Detection, own: list[Event]) -> None:
+    async def _commit(self, detection: Detection) -> None:
         """Save the cycle, waking the publisher as each transaction lands: the first
         events of a storm go out while the rest are being written (`Store.commit_steps`)."""
         prefix = self.settings.nats.subject_prefix
         steps = self.store.commit_steps(
             detection, prefix, self.settings.state.events_per_transaction
         )
-        while await anyio.to_thread.run_sync(next, steps, None) is not None:
+        while (saved := await anyio.to_thread.run_sync(next, steps, None)) is not None:
             self.publisher.wake()  # those events are safe in the outbox: they may go out
-            crash_point("between_commits")
-        if own:
-            await anyio.to_thread.run_sync(self.store.add_events, own, prefix)
-            self.publisher.wake()
+            crash_point("between_commits", saved > 0)
 
     def _health_events(self, snapshot: Snapshot) -> list[Event]:
         """cycle_incomplete for this cycle, and source_unavailable / source_recovered."""
@@ -225,6 +265,10 @@ class Cycle:
     def announce(self, event: Event) -> None:
         """Queue one of the service's own events (started, stopped, heartbeat)."""
         self.store.add_events([event], self.settings.nats.subject_prefix)
+        self.said(event)
+
+    def said(self, event: Event) -> None:
+        """One of the service's own events was saved: count it, log it, publish it."""
         self.status.count_events([event.type])
         self.metrics.observe_events([event])
         event_log.info("event", **event.log_fields())

@@ -13,8 +13,14 @@ What detect itself decides, around the rules:
   region that was not read completely proves nothing: its jobs keep their last known
   state and their memory, untouched. A region no longer configured is forgotten quietly.
 - what an event is: the rule's kind and data, the job's common fields, the observation
-  time, and an id derived from the job, the kind, the cycle and the event's place among
-  the job's events (so two events of one kind in a cycle stay distinct).
+  time, and an id that depends on the transition alone: the job, the kind, the cycle
+  (its shard's, where `Memory.shard_cycles` keeps one per shard: several replicas), the
+  event's place among the job's events (two events of one kind in a cycle stay distinct)
+  and a digest of the state and memory the job was judged from. Not the moment, nor
+  anything of the process that saw it: whoever judges a job from the same saved state
+  in the same cycle says the same ids, and a cycle number used again after a crash
+  (its end was never saved) cannot repeat an id, since whatever was saved of it moved
+  the job's state on.
 - which events are silenced: `silences` (data: the silences and maintenance windows
   known when the cycle ran, `watcher.silencing`) says which one covers a job at `now`;
   its events carry that id (`Event.silenced`), and the rules learn it through `say`
@@ -27,13 +33,17 @@ What detect itself decides, around the rules:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from watcher.events import Event, WithJob, deterministic_id, format_time
+import orjson
+
+from watcher.events import Event, WithJob, deterministic_id
 from watcher.kinds import Kind, Severity
 from watcher.rules import JobMemory, Memory, Rules, Say
 from watcher.silencing import NO_SILENCES, Silencing
@@ -52,6 +62,7 @@ __all__ = [
 
 _BLANK = JobMemory()
 _NONE_HELD: Mapping[str, int] = MappingProxyType({})
+_NO_SHARD_CYCLES: Mapping[str, int] = MappingProxyType({})
 
 
 class Detection(NamedTuple):
@@ -85,7 +96,8 @@ def detect(
     outcomes = current.regions
     watched = set(outcomes) or {job.shard_label for job in current}
     before, jobs_memory = adopt(before, memory.jobs, current.jobs, complete)
-    events = _Events(cycle, now, silences)
+    shard_cycles = next_shard_cycles(memory, outcomes)
+    events = _Events(cycle, now, silences, shard_cycles)
     known: dict[JobKey, JobState] = {}
     remembered: dict[JobKey, JobMemory] = {}
 
@@ -95,7 +107,8 @@ def detect(
         known[key] = job
         mem = jobs_memory.get(key, _BLANK)
         if key not in observed:
-            mem = rules.judge(before.get(key), job, mem, events.about(job))
+            old = before.get(key)
+            mem = rules.judge(old, job, mem, events.about(job, old, mem))
         if mem:
             remembered[key] = mem
 
@@ -107,7 +120,7 @@ def detect(
         if shard in complete and old.job_type not in outcomes[shard].job_types:
             continue  # a job type no longer listed: forgotten, without an event
         if shard in provable:
-            kept = rules.missing(old, mem, events.about(old))
+            kept = rules.missing(old, mem, events.about(old, old, mem))
             if kept is None:
                 continue  # removed
             mem = kept
@@ -116,7 +129,19 @@ def detect(
             remembered[key] = mem
 
     baseline = Snapshot(jobs=known, regions=current.regions, taken_at=current.taken_at)
-    return Detection(events.said, Memory(cycle=cycle, jobs=remembered), baseline, events.held)
+    after = Memory(cycle=cycle, jobs=remembered, shard_cycles=shard_cycles)
+    return Detection(events.said, after, baseline, events.held)
+
+
+def next_shard_cycles(memory: Memory, outcomes: Iterable[str]) -> Mapping[str, int]:
+    """The shards' own cycle numbers after a cycle that read `outcomes` (only where
+    `memory` keeps them: several replicas)."""
+    if not memory.shard_cycles:
+        return memory.shard_cycles
+    counts = dict(memory.shard_cycles)
+    for label in outcomes:
+        counts[label] = counts.get(label, 0) + 1
+    return counts
 
 
 def adopt(
@@ -178,14 +203,17 @@ def observe(
     rules: Rules,
     now: datetime,
     silences: Silencing = NO_SILENCES,
+    shard_cycles: Mapping[str, int] = _NO_SHARD_CYCLES,
 ) -> Observation:
-    """Judge jobs that a consistent page of the listing under way (`cycle`) showed, as
-    `detect` judges present jobs; absence is `detect`'s alone, from complete listings."""
-    events = _Events(cycle, now, silences)
+    """Judge jobs that a consistent page of the listing under way (`cycle`; each
+    shard's own in `shard_cycles`, where kept) showed, as `detect` judges present jobs;
+    absence is `detect`'s alone, from complete listings."""
+    events = _Events(cycle, now, silences, shard_cycles)
     judged: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
     for job in jobs:
         key = job.key
-        mem = rules.judge(before.get(key), job, memory.get(key, _BLANK), events.about(job))
+        old, mem = before.get(key), memory.get(key, _BLANK)
+        mem = rules.judge(old, job, mem, events.about(job, old, mem))
         judged[key] = (job, mem or None)
     return Observation(events.said, judged, events.held)
 
@@ -212,6 +240,7 @@ class PageByPage:
         self.memory: dict[JobKey, JobMemory] = dict(memory.jobs)
         self.seen: set[JobKey] = set()
         self._cycle = memory.cycle
+        self._memory = memory
         self._rules = rules
 
     def judge(
@@ -225,7 +254,10 @@ class PageByPage:
         jobs, memory = adopt(self.jobs, self.memory, shown)
         if jobs is not self.jobs and not (self.jobs.keys() - jobs.keys()) & self.seen:
             self.jobs, self.memory = dict(jobs), dict(memory)
-        found = observe(self.jobs, fresh, self.memory, self._cycle + 1, self._rules, now, silences)
+        cycles = {label: n + 1 for label, n in self._memory.shard_cycles.items()}
+        found = observe(
+            self.jobs, fresh, self.memory, self._cycle + 1, self._rules, now, silences, cycles
+        )
         spoke = {_about(event) for event in found.events}
         moved: dict[JobKey, tuple[JobState, JobMemory | None]] = {}
         for key, (job, mem) in found.jobs.items():
@@ -246,7 +278,7 @@ class PageByPage:
         return detect(
             Snapshot(jobs=self.jobs),
             current,
-            Memory(cycle=self._cycle, jobs=self.memory),
+            Memory(cycle=self._cycle, jobs=self.memory, shard_cycles=self._memory.shard_cycles),
             self._rules,
             now,
             observed=frozenset(self.seen),
@@ -263,31 +295,41 @@ def _about(event: Event) -> JobKey:
 class _Events:
     """The events of one cycle (or page), built from what the rules say."""
 
-    def __init__(self, cycle: int, now: datetime, silences: Silencing = NO_SILENCES) -> None:
+    def __init__(
+        self,
+        cycle: int,
+        now: datetime,
+        silences: Silencing = NO_SILENCES,
+        shard_cycles: Mapping[str, int] = _NO_SHARD_CYCLES,
+    ) -> None:
         self.said: list[Event] = []
         self.held: Counter[str] = Counter()
         self._cycle = str(cycle)
+        self._shard_cycles = {label: str(n) for label, n in shard_cycles.items()}
         self._now = now
-        self._stamp = format_time(now)
         self._silences = silences
         self._per_job: dict[JobKey, int] = {}
 
-    def about(self, job: JobState) -> Say:
-        """`say` for the rules judging `job`."""
-        return _JobVoice(self, job)
+    def about(self, job: JobState, old: JobState | None = None, mem: JobMemory = _BLANK) -> Say:
+        """`say` for the rules judging `job`, known before as `old` with memory `mem`."""
+        return _JobVoice(self, job, old, mem)
 
     def add(
         self,
-        job: JobState,
+        voice: _JobVoice,
         kind: Kind,
         data: dict[str, Any],
         severity: Severity | None,
-        silenced: str | None,
     ) -> None:
-        # The id covers the job, the cycle, the moment and the event's place among the
-        # job's events, so two events of one kind (both init stages failing) stay distinct.
+        # The id covers the transition alone (see the module's docstring): the job, the
+        # kind, its shard's cycle, the event's place among the job's events (two events
+        # of one kind, both init stages failing, stay distinct) and what it was judged
+        # from. Never the moment: another replica judging the same saved state says the
+        # same id.
+        job = voice.job
         n = self._per_job[job.key] = self._per_job.get(job.key, 0) + 1
-        event_id = deterministic_id(job.key.encode(), kind.name, self._cycle, self._stamp, str(n))
+        cycle = self._shard_cycles.get(job.shard_label, self._cycle)
+        event_id = deterministic_id(job.key.encode(), kind.name, cycle, str(n), voice.prior())
         body: Mapping[str, Any] = {
             "job_id": job.job_id,
             "job_name": job.job_name,
@@ -302,23 +344,50 @@ class _Events:
             body = WithJob(body, job)
         level = severity if severity is not None else kind.severity(body)
         self.said.append(
-            Event(kind.name, level, self._now, body, event_id, job.region, job.job_id, silenced)
+            Event(
+                kind.name, level, self._now, body, event_id, job.region, job.job_id, voice.silenced
+            )
         )
 
     def covering(self, job: JobState) -> str | None:
         return self._silences.covering(job, self._now) if self._silences else None
 
 
-class _JobVoice:
-    """`say` about one job: its events, the moment, and the silence covering it."""
+def _digest(job: JobState | None, mem: JobMemory) -> str:
+    """A short digest of what a job was judged from: its saved state and memory ("-" for
+    a job never seen). Keys sorted: the same values give the same digest wherever they
+    were decoded."""
+    if job is None and not mem:
+        return "-"
+    value = [job.to_dict() if job is not None else None, mem.to_dict()]
+    try:
+        blob = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # what orjson refuses (an integer beyond 64 bits): the json module
+        blob = json.dumps(value, sort_keys=True, default=str).encode("utf-8", "replace")
+    return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
-    __slots__ = ("_events", "_job", "_silenced")
+
+class _JobVoice:
+    """`say` about one job: its events, the moment, the silence covering it, and what it
+    was judged from (for the events' ids)."""
+
+    __slots__ = ("_digest", "_events", "_mem", "_old", "_silenced", "job")
     _UNKNOWN: Any = object()
 
-    def __init__(self, events: _Events, job: JobState) -> None:
+    def __init__(
+        self, events: _Events, job: JobState, old: JobState | None, mem: JobMemory
+    ) -> None:
         self._events = events
-        self._job = job
+        self.job = job
+        self._old = old
+        self._mem = mem
         self._silenced: Any = self._UNKNOWN
+        self._digest: str | None = None
+
+    def prior(self) -> str:
+        if self._digest is None:
+            self._digest = _digest(self._old, self._mem)
+        return self._digest
 
     @property
     def now(self) -> datetime:
@@ -327,12 +396,12 @@ class _JobVoice:
     @property
     def silenced(self) -> str | None:
         if self._silenced is self._UNKNOWN:
-            self._silenced = self._events.covering(self._job)
+            self._silenced = self._events.covering(self.job)
         silenced: str | None = self._silenced
         return silenced
 
     def __call__(self, kind: Kind, data: dict[str, Any], severity: Severity | None = None) -> None:
-        self._events.add(self._job, kind, data, severity, self.silenced)
+        self._events.add(self, kind, data, severity)
 
     def held(self, kind: Kind) -> None:
         self._events.held[kind.name] += 1

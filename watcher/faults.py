@@ -10,6 +10,13 @@ interrupts. The points, in the order a cycle reaches them:
                     `state.events_per_transaction`), maybe published, the rest not
     after_commit    baseline, memory and events saved; maybe some published
     after_publish   a batch published to JetStream, not yet removed from the outbox
+    state_written   several replicas: entries with new events written to the state
+                    bucket (a step of a cycle's), their events not yet published
+
+A point reached with nothing at stake (`relevant` False: a commit that saved no event)
+does not fire. With `DTS_WATCHER_TEST_CRASH_ARMED=<file>` too, a point fires only once
+that file exists: a test lets a long-running service settle, then arms it (several
+replicas: kill one right after it saved a change, before it published it).
 """
 
 from __future__ import annotations
@@ -18,8 +25,13 @@ import os
 import signal
 
 ENV = "DTS_WATCHER_TEST_CRASH_AT"
+ARMED = "DTS_WATCHER_TEST_CRASH_ARMED"
 
 
-def crash_point(name: str) -> None:
-    if os.environ.get(ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+def crash_point(name: str, relevant: bool = True) -> None:
+    if os.environ.get(ENV) != name or not relevant:
+        return
+    armed = os.environ.get(ARMED)
+    if armed and not os.path.exists(armed):
+        return
+    os.kill(os.getpid(), signal.SIGKILL)

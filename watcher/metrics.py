@@ -236,6 +236,14 @@ def _publisher_metrics(status: Status, outbox_depth: int | None) -> Iterable[Met
         "0 while the state file cannot be written (disk full, read-only), else 1.",
         value=0 if status.state_problem else 1,
     )
+    held = status.shards_held()
+    if held is not None:
+        yield GaugeMetricFamily(
+            PREFIX + "shards_held",
+            "Several replicas: the shards (an account's region) this replica holds the lease "
+            "of and watches.",
+            value=held,
+        )
     if outbox_depth is not None:
         yield GaugeMetricFamily(
             PREFIX + "outbox_depth",

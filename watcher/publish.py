@@ -56,7 +56,7 @@ from watcher.logs import get_logger
 from watcher.natsconn import connect_options
 from watcher.pubacks import Flight, suspect
 from watcher.settings import NatsSettings
-from watcher.store import OutboxEntry, Store
+from watcher.store import Outbox, OutboxEntry
 from watcher.streamcheck import stream_problems
 from watcher.subjects import publishable
 from watcher.wire import HEADROOM, rebound
@@ -80,7 +80,7 @@ class Publisher:
     def __init__(
         self,
         settings: NatsSettings,
-        store: Store,
+        store: Outbox,
         *,
         max_in_flight: int = 1024,
         on_drained: Callable[[int, float], None] | None = None,

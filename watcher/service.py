@@ -17,6 +17,12 @@ SIGTERM or SIGINT lets the cycle in flight finish if it can within `STOP_GRACE` 
 (else it is abandoned: whatever it had not committed is read again by the next run, so
 nothing is lost), publishes `stopped`, flushes the outbox (bounded wait) and returns.
 
+With several replicas (`cluster.enabled`, `watcher.replica`) the task group also holds
+the replica's part: the leases' rounds and the writer of the shared state; the cycles
+read only the shards this replica holds, their state in JetStream (no state file). On
+SIGTERM the cycle in flight finishes, every shard is handed over (`shard_released`),
+then `stopped`.
+
 When the state file fails under it (`watcher.store.failures`): one that cannot be written
 right now (disk full, read-only) turns `/readyz` false with the reason, is logged once
 (`state.write_failed`, and `state.recovered` when a cycle saves again) and retried each
@@ -41,24 +47,27 @@ from watcher import __version__
 from watcher.cycle import Cycle, CycleResult
 from watcher.dts.client import DtsClient
 from watcher.dts.wiring import client_for
-from watcher.errors import StateError, StateUnusable, StateWriteError
+from watcher.errors import ConfigError, StateError, StateUnusable, StateWriteError
 from watcher.events import Severity, watcher_event
 from watcher.heap import Heap
 from watcher.http import HttpServeError, serve_http
 from watcher.logs import get_logger
 from watcher.metrics import Metrics
 from watcher.publish import Publisher
+from watcher.replica import Replica
 from watcher.settings import Settings, settings_digest
 from watcher.signals import stop_on_signal
 from watcher.silence_bucket import SilenceFollower
 from watcher.silencing import Silence, Silencing
 from watcher.snapshot import Snapshot
+from watcher.source_health import SourceHealth
 from watcher.status import Status
-from watcher.store import OutboxEntry, Store
+from watcher.store import OutboxEntry, StateStore, Store
 
 log = get_logger("watcher.service")
 _SHUTDOWN_FLUSH = 10.0  # seconds the outbox may take to drain when stopping
 STOP_GRACE = 10.0  # seconds the cycle in flight may take to finish once told to stop
+_LEAVE = 20.0  # seconds a replica may take to hand its shards over when stopping
 STALE_INTERVALS = 10  # default `health.stale_after`: this many poll intervals
 
 __all__ = ["CycleResult", "Watcher", "open_watcher"]
@@ -73,15 +82,18 @@ class Watcher:
         self,
         settings: Settings,
         client: DtsClient,
-        store: Store,
+        store: StateStore,
         publisher: Publisher,
         *,
         now: Callable[[], datetime] = _utcnow,
+        replica: Replica | None = None,
     ) -> None:
+        """`replica`: several replicas (`store` is then its shared state)."""
         self.settings = settings
         self.client = client
         self.store = store
         self.publisher = publisher
+        self.replica = replica
         self.status = Status(
             client=client.stats,
             publishing=publisher.stats,
@@ -100,12 +112,33 @@ class Watcher:
         publisher.on_drained = self.metrics.observe_publish
         publisher.on_dead_letter = self._dead_lettered
         self._cycle = Cycle(
-            settings, client, store, publisher, self.status, self.metrics, now, self.silencing
+            settings,
+            client,
+            store,
+            publisher,
+            self.status,
+            self.metrics,
+            now,
+            self.silencing,
+            replica.active if replica is not None else lambda: None,
         )
         self.status.rules = self._cycle.rules
+        if replica is not None:
+            self.status.cluster_problem = lambda: replica.problem
+            self.status.shards_held = lambda: len(replica.active())
+            replica.bind(
+                health=lambda: self.status.health,
+                set_health=self._set_health,
+                said=self._cycle.said,
+                wake_publisher=publisher.wake,
+                finished=self._cycle.finished,
+            )
         self._heap = Heap(settings.poll.gc_freeze)
         self._cycle_scope: anyio.CancelScope | None = None
         self._now = now
+
+    def _set_health(self, health: SourceHealth) -> None:
+        self.status.health = health
 
     @property
     def baseline(self) -> Snapshot | None:
@@ -138,10 +171,11 @@ class Watcher:
         try:
             await self._serve(stop, handle_signals)
         except BaseExceptionGroup as group:
-            # A port already in use is a configuration error: raise it as itself.
-            matched, rest = group.split(HttpServeError)
+            # A port already in use, a cluster that refuses this replica: configuration
+            # errors, raised as themselves.
+            matched, rest = group.split((HttpServeError, ConfigError))
             if matched is not None and rest is None:
-                raise matched.exceptions[0] from None
+                raise _first(matched) from None
             raise
 
     async def _serve(self, stop: anyio.Event, handle_signals: bool) -> None:
@@ -154,6 +188,8 @@ class Watcher:
             if handle_signals:
                 tg.start_soon(stop_on_signal, stop, _log_signal)
             tg.start_soon(self.publisher.run)
+            if self.replica is not None:
+                tg.start_soon(self.replica.run)
             tg.start_soon(self._grace_on_stop, stop)
             tg.start_soon(self.silences.run)
             # The first cycle's events are marked by the silences too: wait for the
@@ -168,8 +204,11 @@ class Watcher:
                 log.error("state.unusable", reason=str(exc))
                 unusable = exc
             log.info("service.stopping")
+            if self.replica is not None:
+                await self.replica.leave(within=_LEAVE)
             if unusable is None:
                 self._announce("stopped", "info", self._identity())
+            await self._settled()
             if not await self.flush(within=_SHUTDOWN_FLUSH):
                 log.warning("service.outbox_not_empty", outbox_depth=self.publisher.depth())
             tg.cancel_scope.cancel()
@@ -214,6 +253,11 @@ class Watcher:
         if scope is not None:
             scope.deadline = min(scope.deadline, anyio.current_time() + STOP_GRACE)
 
+    async def _settled(self) -> None:
+        """Several replicas: the service's own events just said are in the shared state."""
+        if self.replica is not None and not await self.replica.state.settle(_SHUTDOWN_FLUSH):
+            log.warning("service.events_not_saved")
+
     def _state_not_saved(self, exc: StateWriteError) -> None:
         """A cycle could not be saved: not ready, said once per distinct reason."""
         if self.status.state_problem != str(exc):
@@ -252,12 +296,15 @@ class Watcher:
         self._announce("event_dead_lettered", "critical", data)
 
     def _identity(self) -> dict[str, Any]:
-        return {
+        identity = {
             "version": __version__,
             "settings_digest": settings_digest(self.settings),
             # the shards: the regions themselves without accounts, else account/region
             "regions": [source.label for source in self.client.shards],
         }
+        if self.replica is not None:
+            identity["member"] = self.replica.member
+        return identity
 
     def _announce(self, kind: str, severity: Severity, data: dict[str, Any]) -> None:
         """Queue one of the service's own events; a state that cannot take it is logged
@@ -270,6 +317,11 @@ class Watcher:
 
 def _log_signal(name: str) -> None:
     log.info("service.signal", signal=name)
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 @asynccontextmanager
@@ -289,8 +341,14 @@ async def open_watcher(
     """
     clock = now or _utcnow
     client = client_for(settings, config_file, now=clock, **client_options)
+    replica: Replica | None = None
+    store: StateStore
     try:
-        store = await anyio.to_thread.run_sync(Store.open, settings.state.file)
+        if settings.cluster.enabled:  # the state is the cluster's: no state file
+            replica = Replica(settings, [source.shard for source in client.shards])
+            store = replica.state
+        else:
+            store = await anyio.to_thread.run_sync(Store.open, settings.state.file)
     except BaseException:
         await client.aclose()
         raise
@@ -300,7 +358,7 @@ async def open_watcher(
         publisher = Publisher(settings.nats, store)
         async with client:
             try:
-                yield Watcher(settings, client, store, publisher, now=clock)
+                yield Watcher(settings, client, store, publisher, now=clock, replica=replica)
             finally:
                 with anyio.CancelScope(shield=True):
                     await publisher.close()

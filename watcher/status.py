@@ -35,6 +35,10 @@ class Status:
     dead_letters: Callable[[], int] = lambda: 0
     # Why the state cannot be saved right now (disk full, read-only), while it lasts.
     state_problem: str | None = None
+    # Several replicas: why this one is not (yet) part of the cluster; how many shards it
+    # holds (None with one replica).
+    cluster_problem: Callable[[], str | None] = lambda: None
+    shards_held: Callable[[], int | None] = lambda: None
     cycles: int = 0
     incomplete_cycles: int = 0
     events: dict[str, int] = field(default_factory=dict)  # by event type
@@ -91,6 +95,8 @@ class Status:
             reasons.append("not connected to NATS: events wait in the outbox")
         elif problem := self.publish_problem():
             reasons.append(f"events wait in the outbox, JetStream does not take them: {problem}")
+        if problem := self.cluster_problem():
+            reasons.append(problem)
         if self.state_problem:
             reasons.append(
                 f"the state cannot be saved, changes are detected again once it can: "

@@ -8,6 +8,10 @@ picture as the `dts_watcher_job_condition` gauges): a failure status, a delay le
 stall, flapping, an expiry. The silences are read from the bucket; if NATS cannot be
 reached, the maintenance windows still apply and stderr says the silences are unknown.
 Run it with the watcher's own configuration.
+
+With several replicas (`cluster.enabled`) the jobs and rule memory come from the state
+bucket in JetStream (each shard as its holder last saved it), and a table says which
+member holds which shard, since when (the leases bucket; `-` for a shard nobody holds).
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 
@@ -41,25 +47,63 @@ async def _silences(settings: Settings) -> list[Silence] | None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     now = datetime.now(UTC)
-    baseline, memory = read_state(settings.state.file)
+    shards: list[dict[str, str | None]] | None = None
+    if settings.cluster.enabled:
+        from watcher.cluster.reader import read_cluster
+
+        picture = anyio.run(read_cluster, settings)
+        baseline, memory = picture.baseline, picture.memory
+        shards = _holders(settings, picture.view)
+    else:
+        baseline, memory = read_state(settings.state.file)
     silences = anyio.run(_silences, settings)
     silencing = Silencing(silences or (), settings.rules.maintenance)
     rows = not_ok(baseline, memory.jobs, Rules(settings.rules), silencing, now)
     if args.json:
-        document = {
+        document: dict[str, Any] = {
             "time": format_time(now),
             "jobs": len(baseline),
             "silences_known": silences is not None,
             "not_ok": [row.to_dict(now) for row in rows],
             "silences": [{"id": sid, "match": m.describe()} for sid, m in silencing.active(now)],
         }
+        if shards is not None:
+            document["shards"] = shards
         print(json.dumps(document, indent=2, ensure_ascii=False), flush=True)
         return EXIT_OK
+    if shards is not None:
+        _print_table([("SHARD", "MEMBER", "SINCE")] + [_row(s) for s in shards])
+        print(flush=True)
     if not rows:
         print(f"all {len(baseline)} jobs ok", flush=True)
         return EXIT_OK
     _table(rows, now)
     return EXIT_OK
+
+
+def _holders(settings: Settings, view: Any) -> list[dict[str, str | None]]:
+    """Every configured shard (and any other the bucket shows) with its holder."""
+    configured = [
+        f"{account.name}/{region}"
+        for account in settings.watched_accounts()
+        for region in account.regions
+    ]
+    names = configured + sorted(set(view.leases) - set(configured))
+    out: list[dict[str, str | None]] = []
+    for name in names:
+        claim = view.leases.get(name)
+        out.append(
+            {
+                "shard": name,
+                "member": claim.member if claim is not None else None,
+                "since": claim.since if claim is not None else None,
+            }
+        )
+    return out
+
+
+def _row(shard: dict[str, str | None]) -> tuple[str, ...]:
+    return (str(shard["shard"]), shard["member"] or "-", shard["since"] or "-")
 
 
 def _table(rows: list[NotOk], now: datetime) -> None:
@@ -85,6 +129,10 @@ def _table(rows: list[NotOk], now: datetime) -> None:
                     row.silenced or "-",
                 )
             )
+    _print_table(lines)
+
+
+def _print_table(lines: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]) - 1)]
     for line in lines:
         cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]

@@ -219,14 +219,19 @@ async def test_a_member_whose_name_another_process_takes_stops_with_a_clear_erro
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
             await tg.start(running)
-            # The other process writes its heartbeat over the first one's.
+            # The other process writes its heartbeat over the first one's (again if the
+            # first renewed it between the read and the write).
             second = Leases(bucket, "pod-0")
-            entry = await bucket.kv.get("member.pod-0")
-            await bucket.kv.update(
-                "member.pod-0",
-                Claim("pod-0", second.incarnation, "2020-01-01T00:00:00Z").encode(),
-                last=entry.revision,
-            )
+
+            async def overwrite() -> None:
+                entry = await bucket.kv.get("member.pod-0")
+                await bucket.kv.update(
+                    "member.pod-0",
+                    Claim("pod-0", second.incarnation, "2020-01-01T00:00:00Z").encode(),
+                    last=entry.revision,
+                )
+
+            await eventually(overwrite)
             # first's next round (a second later) finds it and ends run().
     assert len(caught) == 1 and "DTS_WATCHER_CLUSTER__MEMBER" in str(caught[0])
 

@@ -4,7 +4,7 @@ cluster fails over, and wait for the cluster's state without sleeping blindly.""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -74,3 +74,84 @@ class Recorder:
 
     async def shard_lost(self, shard: str) -> None:
         self.told.append(("lost", shard))
+
+
+# --- several watcher replicas as processes (tests/e2e/test_cluster.py) -------------------
+
+
+async def holders(servers: list[str], bucket: str = "dts_watcher_leases") -> dict[str, str]:
+    """Shard (`account/region`) -> the member holding its lease, as the bucket says now
+    (empty while the bucket cannot be read)."""
+    import nats
+
+    from watcher.cluster import Claim
+    from watcher.cluster.bucket import Bucket
+    from watcher.cluster.keys import LEASE, parse_key
+
+    nc = await nats.connect(servers=servers, connect_timeout=2, max_reconnect_attempts=2)
+    try:
+        js = nc.jetstream(timeout=2)
+        try:
+            kv = await js.key_value(bucket)
+            entries = await Bucket(js, kv, bucket, 0.0).read_all(2.0)
+        except Exception:  # not made yet, or a leader being elected: nothing known
+            return {}
+        found: dict[str, str] = {}
+        for entry in entries:
+            parsed = parse_key(entry.key)
+            claim = None if entry.tombstone else Claim.decode(entry.value)
+            if parsed is not None and parsed[0] == LEASE and claim is not None:
+                found[parsed[1]] = claim.member
+        return found
+    finally:
+        await nc.close()
+
+
+async def stream_events(servers: list[str], stream: str = "DTS_EVENTS") -> list[dict[str, Any]]:
+    """Every event the stream stored, in order (empty while it cannot be read)."""
+    import json
+
+    import nats
+
+    nc = await nats.connect(servers=servers, connect_timeout=2, max_reconnect_attempts=2)
+    try:
+        js = nc.jetstream(timeout=2)
+        out: list[dict[str, Any]] = []
+        try:
+            info = await js.stream_info(stream)
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                if not info.state.messages:
+                    break
+                try:
+                    msg = await js.get_msg(stream, seq)
+                except nats.js.errors.NotFoundError:
+                    continue
+                out.append(json.loads(msg.data))
+        except Exception:  # not made yet, or a leader being elected: nothing known
+            return []
+        return out
+    finally:
+        await nc.close()
+
+
+async def saved_events(servers: list[str], bucket: str = "dts_watcher_state") -> dict[str, int]:
+    """Job id -> how many events wait in its entry of the state bucket (saved by the
+    shard's holder, not yet published and cleared)."""
+    import nats
+
+    from watcher.cluster import records
+    from watcher.cluster.bucket import Bucket
+
+    nc = await nats.connect(servers=servers, connect_timeout=2, max_reconnect_attempts=2)
+    try:
+        js = nc.jetstream(timeout=2)
+        kv = await js.key_value(bucket)
+        entries = await Bucket(js, kv, bucket, 0.0).read_all(5.0, keys="job.>")
+        found: dict[str, int] = {}
+        for entry in entries:
+            if not entry.tombstone:
+                key = records.job_key_of(entry.key)
+                found[key.job_id] = len(records.decode_job(entry.value).pending)
+        return found
+    finally:
+        await nc.close()

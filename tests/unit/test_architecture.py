@@ -73,7 +73,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("what the service knows", ("watcher.status", "watcher.metrics", "watcher.http")),
-    ("the cycle and the service", ("watcher.cycle", "watcher.service")),
+    ("the cycle and the service", ("watcher.cycle", "watcher.replica", "watcher.service")),
     (
         "commands",
         (

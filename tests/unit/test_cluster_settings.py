@@ -90,10 +90,16 @@ def test_a_duplicate_window_shorter_than_a_ttl_and_a_cycle_is_a_warning_in_clust
     assert not [w for w in defaults if "duplicate_window" in w]
 
 
-def test_cluster_mode_says_it_is_not_wired_yet() -> None:
-    """Part 1 of issue 15: the leases exist, the service does not use them yet."""
-    (warning,) = load_settings(cluster={"enabled": True}).warnings()
-    assert "DTS_WATCHER_CLUSTER__ENABLED" in warning and "not wired" in warning
+def test_cluster_mode_with_the_defaults_says_nothing() -> None:
+    assert load_settings(cluster={"enabled": True}).warnings() == []
+    assert load_settings().cluster.state_bucket == "dts_watcher_state"
+
+
+def test_the_state_and_leases_buckets_must_differ() -> None:
+    """The leases bucket has a TTL: the state kept there would vanish."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(cluster={"enabled": True, "bucket": "b", "state_bucket": "b"})
+    assert "state_bucket" in str(caught.value)
 
 
 def test_replicas_sharing_a_configuration_share_its_digest() -> None:

@@ -821,6 +821,7 @@ def test_init_sequences(steps: list[tuple[JobState, list[tuple[Any, ...]]]]) -> 
 A = job(job_id="dtsA")
 B = job(job_id="dtsB")
 B_FAILED = job(FAILED, 0, job_id="dtsB", error="boom")
+A_FAILED = job(FAILED, 0, job_id="dtsA", error="boom")
 C = job(job_id="dtsC", region=SH)
 BOTH = (HZ, SH)
 
@@ -1198,6 +1199,47 @@ def test_event_ids_depend_on_the_cycle_not_only_on_the_job() -> None:
     assert {e.id for e in one.events}.isdisjoint({e.id for e in two.events})
 
 
+def test_event_ids_do_not_depend_on_the_moment_of_observation() -> None:
+    """Two replicas judging the same saved state in the same cycle see it at different
+    moments: the ids must not tell them apart (JetStream then drops a copy)."""
+    before = detect(None, snap(A, B), Memory(), DEFAULT, T0)
+    changed = snap(A, B_FAILED)
+    one = detect(before.baseline, changed, before.memory, DEFAULT, T0 + POLL)
+    two = detect(before.baseline, changed, before.memory, DEFAULT, T0 + 7 * POLL)
+    assert [e.kind for e in one.events] == [STATUS_CHANGED]
+    assert [e.id for e in one.events] == [e.id for e in two.events]
+    assert one.events[0].time != two.events[0].time
+
+
+def test_a_cycle_number_used_again_after_a_crash_repeats_no_id() -> None:
+    """A crash after some of a cycle was saved, before its end (the cycle number) was:
+    the next run counts that cycle again. What was saved moved the job's state on, so a
+    new change of the job in the cycle counted again gets an id of its own."""
+    first = detect(None, snap(A), Memory(), DEFAULT, T0)
+    failed = detect(first.baseline, snap(A_FAILED), first.memory, DEFAULT, T0 + POLL)
+    # Saved: A's failed state and its event; not the cycle number (still 1).
+    saved = Memory(cycle=first.memory.cycle, jobs=failed.memory.jobs)
+    back = detect(failed.baseline, snap(A), saved, DEFAULT, T0 + 2 * POLL)
+    assert [e.kind for e in failed.events] == [e.kind for e in back.events] == [STATUS_CHANGED]
+    assert failed.events[0].id != back.events[0].id
+    # The same transition judged again from the same saved state: the same id.
+    again = detect(first.baseline, snap(A_FAILED), first.memory, DEFAULT, T0 + 3 * POLL)
+    assert [e.id for e in again.events] == [e.id for e in failed.events]
+
+
+def test_shard_cycles_count_each_shard_and_name_the_ids() -> None:
+    """With several replicas each shard keeps its own cycle count (in the shared state):
+    the ids use the shard's, which moves only for the shards read."""
+    memory = Memory(cycle=40, shard_cycles={HZ: 3, SH: 9})
+    one = detect(None, snap(A), memory, DEFAULT, T0)
+    assert one.memory.shard_cycles == {HZ: 4, SH: 9}
+    assert one.memory.cycle == 41
+    elsewhere = detect(None, snap(A), Memory(cycle=2, shard_cycles={HZ: 3}), DEFAULT, T0)
+    assert [e.id for e in one.events] == [e.id for e in elsewhere.events]
+    later = detect(None, snap(A), Memory(cycle=40, shard_cycles={HZ: 4}), DEFAULT, T0)
+    assert {e.id for e in later.events}.isdisjoint({e.id for e in one.events})
+
+
 def test_event_ids_distinct_when_both_init_stages_fail_in_one_cycle() -> None:
     both = job(INITIALIZE_FAILED, None, structure=stage("Failed", "s"), data=stage("Failed", "d"))
     _, second = run([snap(job(INITIALIZING, None)), snap(both)])
@@ -1476,11 +1518,12 @@ def complete_snapshots(draw: st.DrawFn) -> Snapshot:
 def test_property_page_by_page_says_what_detect_says(
     steps: list[Snapshot], rules: Rules, cuts: list[int]
 ) -> None:
-    """Complete listings judged page by page: the same events (ids aside: they carry the
-    moment), the same baseline and memory, cycle after cycle."""
+    """Complete listings judged page by page: the same events, ids included (they depend
+    on the transition alone), the same baseline and memory, cycle after cycle."""
     whole, paged = _chain(steps, rules), _chain_pages(steps, rules, cuts)
     for a, b in zip(whole, paged, strict=True):
         assert _said(a) == _said(b)
+        assert sorted(e.id for e in a.events) == sorted(e.id for e in b.events)
         assert a.memory == b.memory
         assert dict(a.baseline.jobs) == dict(b.baseline.jobs)
     ids = [e.id for d in paged for e in d.events]

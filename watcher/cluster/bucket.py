@@ -38,7 +38,7 @@ from nats.js.api import DeliverPolicy, KeyValueConfig, StorageType
 from watcher.cluster import checks
 from watcher.cluster.checks import Finding
 
-__all__ = ["Bucket", "Entry", "open_bucket"]
+__all__ = ["Bucket", "Entry", "open_bucket", "open_state_bucket"]
 
 KV_OPERATION = "KV-Operation"
 MARKER_REASON = "Nats-Marker-Reason"
@@ -82,12 +82,13 @@ class Bucket:
             return None
         return Entry(key, int(msg.seq), msg.data or b"", _tombstone(msg.headers))
 
-    async def read_all(self, within: float = 5.0) -> list[Entry]:
+    async def read_all(self, within: float = 5.0, keys: str = ">") -> list[Entry]:
         """Every key's latest entry (tombstones included), in one ordered-consumer pass
-        (TimeoutError past `within` seconds)."""
+        (TimeoutError past `within` seconds); `keys` narrows it to the keys matching a
+        subject filter (`shard.x`, `job.x.>`)."""
         prefix = f"$KV.{self.name}."
         sub = await self.js.subscribe(
-            f"{prefix}>",
+            f"{prefix}{keys}",
             stream=self.stream,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
@@ -121,19 +122,36 @@ class Bucket:
                         await self.js.delete_consumer(self.stream, name)
         return sorted(found.values(), key=lambda e: e.key)
 
+    async def after(self, seq: int, keys: str = ">") -> list[Entry]:
+        """The entries of keys matching `keys` written after stream sequence `seq`, from
+        the stream leader, one request each (a read that must not miss what a replica
+        lagging behind the leader had not yet applied: see `watcher.cluster.state`)."""
+        subject = self.subject(keys)
+        found: list[Entry] = []
+        while True:
+            try:
+                msg = await self.js.get_msg(self.stream, seq=seq + 1, subject=subject, next=True)
+            except nats.js.errors.NotFoundError:
+                return found
+            seq = int(msg.seq)
+            key = str(msg.subject)[len(self.subject("")) :]
+            found.append(Entry(key, seq, msg.data or b"", _tombstone(msg.headers)))
+
 
 # Placement refused: not clustered (10074), no suitable peers (10005), not enough
 # resources (10023). The bucket is then made with fewer replicas, and that is said.
 _CANNOT_PLACE = (10074, 10005, 10023)
 
 
-async def _create(js: Any, name: str, ttl: float, replicas: int) -> tuple[Any, list[Finding]]:
+async def _create(
+    js: Any, name: str, ttl: float | None, replicas: int, what: str, description: str
+) -> tuple[Any, list[Finding]]:
     """Make the bucket with `replicas`, or as many as NATS can place (said)."""
     reason = ""
     for count in range(replicas, 0, -1):
         config = KeyValueConfig(
             bucket=name,
-            description="dts-watcher: who holds which shard, and which replicas are alive",
+            description=description,
             history=1,
             ttl=ttl,
             replicas=count,
@@ -146,9 +164,31 @@ async def _create(js: Any, name: str, ttl: float, replicas: int) -> tuple[Any, l
                 raise
             reason = str(exc.description or exc)
             continue
-        what = f"the leases bucket {name}"
         return kv, checks.fewer_replicas(what, replicas, count, reason)
     raise AssertionError("unreachable: count 1 either returns or raises")
+
+
+async def _open(
+    js: Any, name: str, ttl: float | None, replicas: int, what: str, description: str
+) -> tuple[Any, Any, list[Finding]]:
+    """(the bucket, its stream's info, findings): created if missing."""
+    stream = f"KV_{name}"
+    findings: list[Finding] = []
+    try:
+        info = await js.stream_info(stream)
+    except nats.js.errors.NotFoundError:
+        try:
+            _, findings = await _create(js, name, ttl, replicas, what, description)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _STREAM_NAME_IN_USE:
+                raise
+            # another replica made it just now
+        info = await js.stream_info(stream)
+    clustered = bool(info.cluster is not None and info.cluster.name)
+    have = info.config.num_replicas or 1
+    if not findings:  # one replica on a cluster, made so by us or by someone else
+        findings = checks.replicas(what, checks.REPLICAS, have, clustered)
+    return await js.key_value(name), info, findings
 
 
 async def open_bucket(
@@ -157,23 +197,20 @@ async def open_bucket(
     """The leases bucket, created if missing (TTL `ttl`, `replicas`, or as many as NATS
     can place); its findings when it exists with another TTL or one replica on a
     cluster."""
-    stream = f"KV_{name}"
-    try:
-        info = await js.stream_info(stream)
-    except nats.js.errors.NotFoundError:
-        info = None
-    if info is None:
-        try:
-            kv, findings = await _create(js, name, ttl, replicas)
-        except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != _STREAM_NAME_IN_USE:
-                raise
-            info = await js.stream_info(stream)  # another replica made it just now
-        else:
-            return Bucket(js, kv, name, ttl), findings
-    findings = checks.bucket_ttl(name, info.config.max_age, ttl)
-    clustered = bool(info.cluster is not None and info.cluster.name)
     what = f"the leases bucket {name}"
-    have = info.config.num_replicas or 1
-    findings += checks.replicas(what, checks.REPLICAS, have, clustered)
-    return Bucket(js, await js.key_value(name), name, ttl), findings
+    description = "dts-watcher: who holds which shard, and which replicas are alive"
+    kv, info, findings = await _open(js, name, ttl, replicas, what, description)
+    findings = checks.bucket_ttl(name, info.config.max_age, ttl) + findings
+    return Bucket(js, kv, name, ttl), findings
+
+
+async def open_state_bucket(js: Any, name: str, replicas: int) -> tuple[Bucket, list[Finding]]:
+    """The state bucket (each shard's baseline, rule memory and events not yet
+    published), created if missing with no TTL and `replicas` (or as many as NATS can
+    place); an error if it exists with a TTL (the state would vanish), a warning for
+    one replica on a cluster."""
+    what = f"the state bucket {name}"
+    description = "dts-watcher: each shard's jobs, rule memory and events not yet published"
+    kv, info, findings = await _open(js, name, None, replicas, what, description)
+    findings = checks.state_ttl(name, info.config.max_age) + findings
+    return Bucket(js, kv, name, 0.0), findings

@@ -37,12 +37,16 @@ __all__ = [
     "jetstream_missing",
     "raise_errors",
     "replicas",
+    "state_ttl",
     "survey",
 ]
 
 ENABLED = "cluster.enabled (DTS_WATCHER_CLUSTER__ENABLED)"
 LEASE_TTL = "cluster.lease_ttl (DTS_WATCHER_CLUSTER__LEASE_TTL)"
 REPLICAS = "cluster.replicas (DTS_WATCHER_CLUSTER__REPLICAS)"
+STATE_BUCKET = "cluster.state_bucket (DTS_WATCHER_CLUSTER__STATE_BUCKET)"
+STREAM_REPLICAS = "nats.stream_replicas (DTS_WATCHER_NATS__STREAM_REPLICAS)"
+DUPLICATE_WINDOW = "nats.duplicate_window (DTS_WATCHER_NATS__DUPLICATE_WINDOW)"
 NATS_URL = "nats.url (DTS_WATCHER_NATS__URL)"
 
 
@@ -130,6 +134,20 @@ def bucket_ttl(bucket: str, have: float | None, lease_ttl: float) -> list[Findin
             f"{lease_ttl:g} s: every replica must use the bucket's TTL; set "
             f"{LEASE_TTL.split(' ')[0]} to it, or stop every replica and delete the bucket "
             f"(`nats kv del {bucket}`) to start over with the new TTL",
+        )
+    ]
+
+
+def state_ttl(bucket: str, have: float | None) -> list[Finding]:
+    """The state bucket must keep its entries: no TTL (its stream's max age 0)."""
+    if not have:
+        return []
+    return [
+        Finding(
+            "error",
+            f"the state bucket {bucket} ({STATE_BUCKET}) removes entries after {have:g} s: "
+            "the shards' state would vanish; give cluster mode a bucket without a TTL (a "
+            "new name, or `nats kv del` this one with every replica stopped)",
         )
     ]
 

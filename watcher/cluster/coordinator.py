@@ -24,8 +24,7 @@ changed` when it joins, releases a lease, or leaves, and runs a round when it he
 A graceful handover then takes a fraction of a second instead of up to a round; a lost
 nudge only means waiting for the round.
 
-The caller (the service, in part 2 of issue 15) implements `ShardHandler`; until it
-is wired, nothing in the service uses this module.
+The caller (`watcher.replica`, in the service) implements `ShardHandler`.
 """
 
 from __future__ import annotations
@@ -152,6 +151,10 @@ class Coordinator:
         self._stopping = anyio.Event()
         self._wake = anyio.Event()
         self._tg: Any = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def stop(self) -> None:
         """Leave: hand every shard over, delete the heartbeat, and let `run` return."""

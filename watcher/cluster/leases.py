@@ -38,7 +38,7 @@ from watcher.cluster.bucket import Bucket, Entry
 from watcher.cluster.keys import lease_key, member_key
 from watcher.errors import ClusterError
 
-__all__ = ["Claim", "Leases", "WrongRevision"]
+__all__ = ["Claim", "Leases", "WrongRevision", "wrong_last_sequence"]
 
 MEMBER_SETTING = "cluster.member (DTS_WATCHER_CLUSTER__MEMBER)"
 _WRONG_LAST_SEQUENCE = (10071, 10164)
@@ -88,7 +88,7 @@ class _Held:
     claim: Claim
 
 
-def _wrong_last_sequence(exc: nats.js.errors.APIError) -> bool:
+def wrong_last_sequence(exc: nats.js.errors.APIError) -> bool:
     """The server refused a write because the key's revision was not the one expected
     (nats-py raises KeyWrongLastSequenceError for updates, a plain BadRequestError with
     the error code for deletes)."""
@@ -183,7 +183,7 @@ class Leases:
                 else:
                     revision = await self.bucket.kv.update(key, claim.encode(), last=last)
         except nats.js.errors.APIError as exc:
-            if _wrong_last_sequence(exc):
+            if wrong_last_sequence(exc):
                 raise WrongRevision(key) from None
             raise
         return int(revision), sent + self.ttl - self.margin
@@ -279,7 +279,7 @@ class Leases:
         try:
             await self.bucket.kv.delete(key, last=revision)
         except nats.js.errors.APIError as exc:
-            if not _wrong_last_sequence(exc):
+            if not wrong_last_sequence(exc):
                 raise
 
     # --- this member's heartbeat --------------------------------------------------------

@@ -32,7 +32,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -165,9 +165,13 @@ class DtsClient:
         return list(self._shards.values())
 
     async def fetch(
-        self, on_page: PageHook | None = None, deadline: float | None = None
+        self,
+        on_page: PageHook | None = None,
+        deadline: float | None = None,
+        only: Collection[str] | None = None,
     ) -> Snapshot:
-        """Read every configured shard; never raises for DTS or network faults.
+        """Read every configured shard (or those of `only`, by label: the shards this
+        replica holds, with several); never raises for DTS or network faults.
 
         `on_page(region, jobs)` is called with each page as it arrives, once it agrees
         with the first page of its listing on the total: a consistent page, though the
@@ -197,11 +201,12 @@ class DtsClient:
                     ),
                 )
 
+        labels = [label for label in self._shards if only is None or label in only]
         async with anyio.create_task_group() as tg:
-            for label in self._shards:
+            for label in labels:
                 tg.start_soon(one, label)
-        jobs = [job for label in self._shards for job in results[label][0]]
-        return Snapshot.of(jobs, (results[label][1] for label in self._shards), taken_at)
+        jobs = [job for label in labels for job in results[label][0]]
+        return Snapshot.of(jobs, (results[label][1] for label in labels), taken_at)
 
     async def fetch_region(
         self, region: str, on_page: PageHook | None = None

@@ -60,6 +60,8 @@ _IDENTITY = {
     "version": {"type": "string"},
     "settings_digest": {"type": "string"},
     "regions": {"type": "array", "items": {"type": "string"}},
+    # several replicas: this replica's member name (its regions are those it may hold)
+    "member": {"type": "string"},
 }
 STARTED = Kind(
     "started", "watcher", "the service started", always("info"), _IDENTITY, (), _identity_summary
@@ -157,6 +159,41 @@ EVENT_DEAD_LETTERED = Kind(
     _dead_letter_summary,
 )
 
+
+def _shard_summary(data: Data) -> str:
+    reason = f" ({data['reason']})" if data.get("reason") else ""
+    return f"{data.get('account')}/{data.get('region')} by {data.get('member')}{reason}"
+
+
+_SHARD = {
+    "account": {"type": "string"},
+    "region": {"type": "string"},
+    "member": {"type": "string"},
+}
+SHARD_ACQUIRED = Kind(
+    "shard_acquired",
+    "watcher",
+    "several replicas: this member took the lease of a shard (an account's region) and "
+    "watches it from now on",
+    always("info"),
+    _SHARD,
+    ("account", "region", "member"),
+    _shard_summary,
+    {"account": "account", "region": "region", "member": "member"},
+)
+SHARD_RELEASED = Kind(
+    "shard_released",
+    "watcher",
+    "several replicas: this member no longer watches a shard: handed over to another "
+    "(`reason` handover), given up while stopping (stopping), or its lease was lost "
+    "(lost: a warning; another member takes it over)",
+    always("info"),
+    {**_SHARD, "reason": {"enum": ["handover", "stopping", "lost"]}},
+    ("account", "region", "member"),
+    _shard_summary,
+    {"account": "account", "region": "region", "member": "member", "reason": "reason"},
+)
+
 # Every kind of the watcher's own events, in the order they are listed.
 ALL: Final[tuple[Kind, ...]] = (
     STARTED,
@@ -166,4 +203,6 @@ ALL: Final[tuple[Kind, ...]] = (
     SOURCE_UNAVAILABLE,
     SOURCE_RECOVERED,
     EVENT_DEAD_LETTERED,
+    SHARD_ACQUIRED,
+    SHARD_RELEASED,
 )

@@ -265,7 +265,10 @@ class JobMemory:
 
 @dataclass(frozen=True, slots=True)
 class Memory:
-    """The rule memory of every job, and how many cycles have been judged."""
+    """The rule memory of every job, and how many cycles have been judged: by this
+    process (`cycle`) and, with several replicas, by whoever held each shard
+    (`shard_cycles`, shard label -> count, kept in the shared state; empty otherwise)."""
 
     cycle: int = 0
     jobs: Mapping[Any, JobMemory] = field(default_factory=dict)
+    shard_cycles: Mapping[str, int] = field(default_factory=dict)

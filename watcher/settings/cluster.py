@@ -4,7 +4,8 @@ In cluster mode the replicas share the (account, region) shards through leases i
 JetStream key-value bucket (`watcher/cluster/`). A lease not renewed within `lease_ttl`
 disappears from the bucket and another replica may take the shard; its holder stops
 working on it a safety margin before that. The member name tells replicas apart: two
-replicas under one name are refused.
+replicas under one name are refused. Each shard's state (baseline, rule memory, events
+not yet published) lives in a second bucket, `state_bucket`, instead of the local file.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import socket
 import unicodedata
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from watcher.settings.common import Section
 
@@ -51,8 +52,14 @@ class ClusterSettings(Section):
         3,
         ge=1,
         le=5,
-        description="JetStream replicas of the leases bucket (fewer, with a warning, when "
-        "NATS cannot place that many; 1 on a multi-node cluster is warned about)",
+        description="JetStream replicas of the leases and state buckets (fewer, with a "
+        "warning, when NATS cannot place that many; 1 on a multi-node cluster is warned "
+        "about)",
+    )
+    state_bucket: str = Field(
+        "dts_watcher_state",
+        description="the JetStream key-value bucket of the shards' state (baseline, rule "
+        "memory, events not yet published): every replica the same",
     )
 
     @field_validator("member")
@@ -67,11 +74,21 @@ class ClusterSettings(Section):
             raise ValueError(f"{value!r} holds spaces or control characters")
         return value
 
-    @field_validator("bucket")
+    @field_validator("bucket", "state_bucket")
     @classmethod
     def _bucket_name(cls, value: str) -> str:
         if not value or not set(value) <= _BUCKET_CHARS:
             raise ValueError(f"{value!r} is not a key-value bucket name (letters, digits, - and _)")
+        return value
+
+    @field_validator("state_bucket")
+    @classmethod
+    def _not_the_leases(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("bucket"):
+            raise ValueError(
+                f"{value!r} is also cluster.bucket: the leases bucket's TTL would erase the "
+                "state; give the state bucket a name of its own"
+            )
         return value
 
     @property
@@ -93,11 +110,7 @@ def cluster_warnings(
     """What is valid but probably a mistake in cluster mode (nothing outside it)."""
     if not cluster.enabled:
         return []
-    # Part 1 of issue 15 builds the leases; part 2 wires them into the service.
-    found = [
-        "cluster.enabled (DTS_WATCHER_CLUSTER__ENABLED) is accepted but not wired into the "
-        "service yet: this replica watches every region on its own; run one replica"
-    ]
+    found: list[str] = []
     needed = cluster.lease_ttl + poll_interval
     if duplicate_window >= needed:
         return found

@@ -177,7 +177,14 @@ def env_name(location: tuple[int | str, ...]) -> str:
 
 
 # `DTS_WATCHER_*` variables that are not settings: the config file's, and the tests'.
-NOT_SETTINGS = frozenset({CONFIG_ENV, "DTS_WATCHER_TEST_CRASH_AT", "DTS_WATCHER_DOCKER_BUILD"})
+NOT_SETTINGS = frozenset(
+    {
+        CONFIG_ENV,
+        "DTS_WATCHER_TEST_CRASH_AT",
+        "DTS_WATCHER_TEST_CRASH_ARMED",
+        "DTS_WATCHER_DOCKER_BUILD",
+    }
+)
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:

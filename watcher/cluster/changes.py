@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from watcher.cluster.records import JobRecord, OwnRecord, Pending, ShardRecord
 from watcher.detect import Detection
 from watcher.events import Event
+from watcher.live import same_but_live
 from watcher.rules import JobMemory
 from watcher.shards import shard_label
 from watcher.snapshot import JobKey, JobState
@@ -86,7 +87,10 @@ def changed_jobs(
     detection: Detection, read: list[str], tables: Mapping[str, Mapping[JobKey, Cached]]
 ) -> dict[JobKey, tuple[str, JobState | None, JobMemory | None]]:
     """Jobs whose entry is not this state and memory: new, changed, or gone from the
-    baseline of a shard read (never those of a shard not read, nor not loaded here)."""
+    baseline of a shard read (never those of a shard not read, nor not loaded here). A
+    job whose live fields alone moved (`watcher.live`), with the same memory, is not
+    written: delays that move at every poll would otherwise rewrite every entry at every
+    cycle, and a successor judges a stale live field as the SQLite store's restart does."""
     jobs, memory = detection.baseline.jobs, detection.memory.jobs
     out: dict[JobKey, tuple[str, JobState | None, JobMemory | None]] = {}
     for key, job in jobs.items():
@@ -100,7 +104,7 @@ def changed_jobs(
         if (
             not isinstance(record, JobRecord)
             or record.job is None
-            or not (record.job is job or record.job == job)
+            or not same_but_live(record.job, job)
             or record.memory != mem
         ):
             out[key] = (label, job, mem)

@@ -29,12 +29,13 @@ def _delay(raw: dict[str, Any]) -> float | int | None:
     return delay
 
 
-def _performance(raw: dict[str, Any], rps: str, flow: str) -> tuple[float | None, float | None]:
-    """(rps, flow) of `Performance` (the two APIs name them differently)."""
+def _performance(raw: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(rps, flow) of `Performance`, read as the one model of both APIs reads them
+    (`RPS`/`FLOW` in any case: the exact spelling first, as `models.Performance`)."""
     performance = pick(raw, "Performance")
     if not isinstance(performance, dict):
         return None, None
-    return loose_float(pick(performance, rps)), loose_float(pick(performance, flow))
+    return loose_float(pick(performance, "RPS")), loose_float(pick(performance, "FLOW"))
 
 
 class LegacyLive:
@@ -46,7 +47,7 @@ class LegacyLive:
     def refresh(self, raw: dict[str, Any], cached: JobState) -> JobState:
         delay = _delay(raw)
         seconds = int(delay) if delay is not None and delay >= 0 else None
-        return with_live(cached, seconds, cached.checkpoint, *_performance(raw, "RPS", "FLOW"))
+        return with_live(cached, seconds, cached.checkpoint, *_performance(raw))
 
 
 class DtsJobsLive:
@@ -71,7 +72,7 @@ def _dts_job(raw: dict[str, Any], job: JobState) -> JobState:
         job,
         delay_seconds(_delay(raw), job.job_type),
         loose_str(pick(raw, "Checkpoint")),
-        *_performance(raw, "Rps", "Flow"),
+        *_performance(raw),
     )
 
 

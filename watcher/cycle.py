@@ -155,9 +155,9 @@ class Cycle:
             # what the store holds, not from what this one started with.
             self._baseline = None
             raise
-        crash_point("after_commit", bool(detection.events or own))
-        self._baseline, self._memory = detection.baseline, detection.memory
         events = [*early, *detection.events, *own]
+        crash_point("after_commit", bool(events))
+        self._baseline, self._memory = detection.baseline, detection.memory
         await log_events(events, self.publisher.wait_idle)
         duration = time.monotonic() - started
         self._account(snapshot, detection, events, duration)
@@ -211,9 +211,11 @@ class Cycle:
                     self.metrics.observe_held(found.held)
                     if not found.jobs and not found.events:
                         continue  # the steady case: no transaction, no thread
+                    crash_point("before_commit", bool(found.events))
                     await anyio.to_thread.run_sync(
                         self.store.save_page, found.jobs, found.events, prefix
                     )
+                    crash_point("between_commits", bool(found.events))  # the rest not yet
                     if found.events:
                         early.extend(found.events)
                         self.publisher.wake()

@@ -5,9 +5,11 @@ itself with SIGKILL (no cleanup, no flush: a real crash) the first time it reach
 point. The tests use it to prove that no event is lost or doubled whichever step a crash
 interrupts. The points, in the order a cycle reaches them:
 
-    before_commit   events detected, nothing saved yet
-    between_commits the first of a cycle's transactions saved (with several, see
-                    `state.events_per_transaction`), maybe published, the rest not
+    before_commit   events detected, not yet saved (page by page: the first page with
+                    events, before its transaction)
+    between_commits one of a cycle's transactions saved (a page's with its events, or
+                    one of several at the end, see `state.events_per_transaction`),
+                    maybe published, the rest not
     after_commit    baseline, memory and events saved; maybe some published
     after_publish   a batch published to JetStream, not yet removed from the outbox
     state_written   several replicas: entries with new events written to the state

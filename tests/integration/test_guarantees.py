@@ -136,8 +136,9 @@ def run_once(settings_env: dict[str, str], crash_at: str | None = None) -> int:
 @pytest.mark.parametrize(
     "point", ["before_commit", "between_commits", "after_commit", "after_publish"]
 )
+@pytest.mark.parametrize("emit", ["page", "listing"])
 def test_a_crash_at_any_point_loses_and_doubles_nothing(
-    tmp_path: Path, simulator: Simulator, nats_server: NatsServer, point: str
+    tmp_path: Path, simulator: Simulator, nats_server: NatsServer, point: str, emit: str
 ) -> None:
     populate(simulator)
     env = {
@@ -149,6 +150,7 @@ def test_a_crash_at_any_point_loses_and_doubles_nothing(
         "DTS_WATCHER_STATE__PATH": str(tmp_path / "state.sqlite3"),
         # One job's events per transaction, so a crash can fall between two of them.
         "DTS_WATCHER_STATE__EVENTS_PER_TRANSACTION": "1",
+        "DTS_WATCHER_POLL__EMIT": emit,  # events saved page by page, or at the end
     }
     assert run_once(env) == 0  # first sight, published cleanly
     simulator.set_job("j1", status="Failed", error_message="boom")

@@ -7,6 +7,7 @@ while the rest of the listing is still being read, and a listing that fails part
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,9 @@ async def test_pages_still_waiting_when_the_listing_ends_are_all_judged(
         ]
 
         async def all_at_once(
-            on_page: PageHook | None = None, deadline: float | None = None
+            on_page: PageHook | None = None,
+            deadline: float | None = None,
+            only: Collection[str] | None = None,
         ) -> Snapshot:
             assert on_page is not None
             for page in pages:  # without a pause: the judge sees them after the end

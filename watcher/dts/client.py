@@ -143,8 +143,7 @@ class DtsClient:
                 endpoint=settings.endpoint,
                 risk="requests, signatures and STS tokens travel unencrypted",
             )
-        # Per shard and listing, the jobs of its last complete read (see JobCache), and
-        # every page as last parsed (see PageCache).
+        # Per shard and listing, its last complete read's jobs (JobCache); pages (PageCache).
         self._parsed: dict[tuple[str, str], CachedJobs] = {}
         self._pages = PageCache()
 

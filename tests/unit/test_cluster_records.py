@@ -126,3 +126,31 @@ def test_a_storm_is_written_in_steps_never_splitting_a_jobs_events() -> None:
     written = [c.key for changes, _ in steps for c in changes if isinstance(c, JobWrite)]
     assert sorted(written) == sorted(j.key for j in jobs)  # each job once
     assert isinstance(steps[-1][0][-1], ShardWrite)  # the shard's count comes last
+
+
+def test_delays_that_move_at_every_poll_rewrite_no_entry() -> None:
+    """A job whose live fields alone moved, its memory the entry's, is not written (it
+    would be every job at every cycle); one whose stable part or memory moved is."""
+    steady, drifting, renamed = (
+        job("steady", delay_seconds=5),
+        job("drifting", delay_seconds=5, checkpoint="100"),
+        job("renamed", delay_seconds=5),
+    )
+    tables = {HZ: cached(HZ, steady, drifting, renamed)}
+    # catching up (a growing delay would start a stall's timing: memory, written)
+    moved = job("drifting", delay_seconds=3, checkpoint="130", rps=12.5)
+    other = job("renamed", delay_seconds=4)
+    other = JobState(**{**vars_of(other), "job_name": "renamed-2"})
+    current = Snapshot.of([steady, moved, other], [RegionOutcome(HZ)])
+    before = Snapshot(jobs={j.key: j for j in (steady, drifting, renamed)})
+    detection = detect(before, current, Memory(cycle=1, shard_cycles={HZ: 1}), Rules(), T0)
+    assert detection.memory.jobs == {}  # nothing remembered: the entries' memory (None)
+    ((changes, _),) = plan(detection, [], 1000, tables, lambda label: None, lambda e: None)
+    written = {c.key.job_id for c in changes if isinstance(c, JobWrite)}
+    assert written == {"renamed"}
+
+
+def vars_of(state: JobState) -> dict[str, object]:
+    from dataclasses import fields
+
+    return {f.name: getattr(state, f.name) for f in fields(state)}

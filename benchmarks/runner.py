@@ -48,7 +48,7 @@ class Config:
     jobs: int = 10_000
     regions: int = 4
     runs: int = 3
-    only: frozenset[int] = frozenset(range(1, 9))
+    only: frozenset[int] = frozenset(range(1, 10))
     quick: bool = False
     steady_cycles: int = 3  # measured steady cycles per run (measures 1 and 6)
     moving_cycles: int = 3  # measured cycles with every delay moving, per run (measure 7)
@@ -57,6 +57,9 @@ class Config:
     scale_regions: int = 5
     scale_cycles: int = 2  # measured steady, then moving, cycles per run of measure 8
     scale: int = 10  # measure 2: detect at jobs and at scale x jobs
+    # measure 9: `benchmarks.cluster_replicas`' arguments (lease TTL and poll interval in
+    # seconds, shards and jobs per shard, SIGKILLs, measured cycles of traffic)
+    cluster: str = "--ttl 15 --interval 5 --regions 12 --jobs 50 --kills 3 --cycles 6"
     deepdiff_runs: int = 1  # ~80 s at 10,000 jobs: once, against the median of detect()'s
     latency_seconds: float = 20.0  # measure 4: changes made per run
     growth_cycles: int = 500  # measure 5
@@ -77,6 +80,7 @@ class Config:
                 latency_seconds=2.0,
                 growth_cycles=10,
                 growth_jobs=300,
+                cluster="--ttl 4 --interval 1 --regions 3 --jobs 5 --kills 1 --cycles 2",
                 quick=True,
             )
         else:
@@ -904,6 +908,80 @@ def scale(cfg: Config, nats_url: str) -> list[Row]:
     return rows
 
 
+def cluster(cfg: Config) -> list[Row]:
+    """Several replicas (`benchmarks.cluster_replicas`, in a process of its own: three
+    replicas, a three-node NATS cluster): a SIGKILLed replica's shards held again and its
+    changed jobs' first event, against the lease TTL plus a poll interval; what cluster
+    mode adds to NATS traffic per replica and cycle."""
+    log(f"measure 9: three replicas on a three-node NATS cluster ({cfg.cluster})")
+    process = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cluster_replicas", *cfg.cluster.split(), "--json"],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    lines = process.stdout.strip().splitlines()
+    if process.returncode != 0 or not lines:
+        raise RuntimeError(f"cluster_replicas failed:\n{process.stderr[-4000:]}")
+    r: dict[str, Any] = json.loads(lines[-1])
+    budget = r["ttl"] + r["interval"]
+    kills = r["kills"]
+    held = stats.median(k["kill_to_all_held"] for k in kills)
+    first = stats.median(k["kill_to_first_event"] for k in kills)
+    runs = f"median of {len(kills)} kill(s)"
+    rows = [
+        Row(
+            "9a",
+            f"replica SIGKILLed -> every shard it held held again ({runs})",
+            _fmt_s(held),
+            f"{_fmt_s(budget)}: lease TTL + poll interval",
+            f"{held / budget:.2f}x",
+            "<= 1x",
+            held <= budget,
+            "",
+            {"kills": kills},
+        ),
+        Row(
+            "9b",
+            f"replica SIGKILLed -> first event of a job changed just before ({runs})",
+            _fmt_s(first),
+            f"{_fmt_s(budget + r['interval'])}: lease TTL + two poll intervals",
+            f"{first / (budget + r['interval']):.2f}x",
+            "(reported)",
+            None,
+            "the takeover, the shard read in, then the new holder's next cycle",
+            {"kills": kills},
+        ),
+    ]
+    for number, part, what in (
+        ("9c", "steady", "nothing changing"),
+        ("9d", "changing", "one job changing per shard"),
+    ):
+        t = r[part]
+        sent = t["cluster_conn_out_msgs"], t["cluster_conn_out_bytes"] / 1024
+        got = t["cluster_conn_in_msgs"], t["cluster_conn_in_bytes"] / 1024
+        wide = (
+            t["cluster_wide_in_msgs"] + t["cluster_wide_out_msgs"],
+            (t["cluster_wide_in_bytes"] + t["cluster_wide_out_bytes"]) / 1024,
+        )
+        rows.append(
+            Row(
+                number,
+                f"cluster mode's NATS traffic per replica and cycle, {what}",
+                f"{sent[0]:.0f} msgs / {sent[1]:.1f} KB sent, {got[0]:.0f} / {got[1]:.1f} KB in",
+                f"{wide[0]:.0f} msgs / {wide[1]:.1f} KB: the whole cluster beyond idle",
+                f"{t['cycles']:.0f} cycles",
+                "(reported)",
+                None,
+                f"{r['regions']} shards of {r['jobs']} jobs over 3 replicas",
+                t,
+            )
+        )
+    return rows
+
+
 # -- the table ----------------------------------------------------------------------------
 
 HEADERS = ("#", "measure", "value", "baseline (same run)", "ratio", "target", "met")
@@ -985,7 +1063,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     rows: list[Row] = []
-    needs_sim = cfg.only & {1, 3, 4, 5, 6, 7}
+    needs_sim = cfg.only & {1, 3, 4, 5, 6, 7}  # 8 and 9 start their own
     with NatsServer() as nats_server:
         sim = SimProcess(cfg.jobs, cfg.regions)
         if needs_sim:
@@ -999,13 +1077,14 @@ def main(argv: list[str] | None = None) -> int:
                 ({4}, lambda: latency(cfg, sim, nats_server.url)),
                 ({5}, lambda: memory(cfg, sim, nats_server.url)),
                 ({8}, lambda: scale(cfg, nats_server.url)),
+                ({9}, lambda: cluster(cfg)),
             ]
             for n, api in enumerate(cfg.apis):
                 _PASS["api"] = api
                 log(f"pass {n + 1}/{len(cfg.apis)}: the watcher reads {api}")
                 for measures, run in plan:
-                    if measures == {2} and n:
-                        continue  # detection alone: the same whatever the listing
+                    if measures in ({2}, {9}) and n:
+                        continue  # detection alone, several replicas: once is enough
                     if measures == {8} and n and cfg.quick:
                         continue  # the runner keeps working with one pass of it
                     if cfg.only & measures:

@@ -460,6 +460,15 @@ def publishing_row() -> Section:
                 "{{instance}} per hour",
             ),
         ),
+        _graph(
+            "Shards held (several replicas)",
+            "With DTS_WATCHER_CLUSTER__ENABLED: the shards (an account's region) each replica "
+            "holds the lease of and watches. They spread over the replicas and move when one "
+            "joins or leaves; a replica killed gives its shards up after the lease TTL. Empty "
+            "for a single watcher.",
+            "none",
+            _query(f"dts_watcher_shards_held{{{WATCHER}}}", "{{instance}}"),
+        ).min(0),
         _table()
         .title("Watchers")
         .description("Each watcher scraped, with its version.")

@@ -51,7 +51,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dts_sim import Simulator
 from dts_sim.natsserver import NatsServer
-from tests.support.watcher import make_settings
+from tests.support.watcher import make_settings, wait_until
 from watcher.http import serve_http
 from watcher.service import open_watcher
 from watcher.settings import PollSettings, RulesSettings
@@ -415,12 +415,47 @@ async def scrape_after_a_scenario(
     return response.text
 
 
+async def scrape_a_replica(tmp_path: Path, nats_server: NatsServer, simulator: Simulator) -> str:
+    """/metrics of a watcher in cluster mode (one replica, on the lone test server), once
+    it holds its shard: the series that only several replicas export."""
+    settings = make_settings(
+        tmp_path,
+        nats_server.url,
+        simulator.url,
+        ["cn-hangzhou"],
+        cluster={"enabled": True, "member": "dashboard-0", "lease_ttl": 3},
+        health={"heartbeat_interval": 0},
+    )
+    async with open_watcher(settings) as watcher, anyio.create_task_group() as tg:
+        port = await tg.start(serve_http, watcher.status, watcher.metrics, "127.0.0.1", 0)
+        stop, stopped = anyio.Event(), anyio.Event()
+
+        async def run() -> None:
+            await watcher.run(stop, handle_signals=False)
+            stopped.set()
+
+        tg.start_soon(run)
+        await wait_until(lambda: (watcher.status.shards_held() or 0) >= 1)
+        async with httpx.AsyncClient() as http:
+            response = await http.get(f"http://127.0.0.1:{port}/metrics")
+        stop.set()
+        await stopped.wait()  # its shard given up cleanly
+        tg.cancel_scope.cancel()  # the HTTP endpoint
+    assert response.status_code == 200
+    return response.text
+
+
 @pytest.mark.anyio
 @pytest.mark.integration
 async def test_every_query_uses_only_what_a_running_watcher_exports(
     tmp_path: Path, nats_server: NatsServer, simulator: Simulator
 ) -> None:
     exposition = Exposition.parse(await scrape_after_a_scenario(tmp_path, nats_server, simulator))
+    replica = Exposition.parse(await scrape_a_replica(tmp_path, nats_server, simulator))
+    for name in replica.families.keys() - exposition.families.keys():  # cluster mode's own
+        exposition.families[name] = replica.families[name]
+        for sample in replica.families[name]:
+            exposition.series[sample] = replica.series[sample]
     problems = []
     shown: set[str] = set()
     for query in QUERIES:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -439,6 +440,52 @@ async def test_a_late_start_pushes_the_next_one_back() -> None:
             tg.start_soon(one)
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(gap >= 0.25 - 1e-9 for gap in gaps), gaps
+
+
+@pytest.mark.anyio
+async def test_the_next_turn_counts_from_when_a_request_was_sent_not_granted() -> None:
+    """Granted at t, but on the wire only at t + 0.3 (the loop yielded on the way): the
+    next request's turn is a full interval after that send, so two never leave closer
+    than the interval; and the next turn does not wait for the answer."""
+    now = [100.0]
+    waits: list[float] = []
+    steps: list[str] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(4.0, clock=lambda: now[0], sleep=sleep)
+    sends: list[float] = []
+
+    async def one(n: int, late: float) -> None:
+        async with limiter.slot() as sent:
+            steps.append(f"granted {n}")
+            now[0] += late  # the way from the grant to the socket
+            sends.append(now[0])
+            sent()
+            sent()  # a second call changes nothing
+            for _ in range(5):  # reading the answer: the others go on meanwhile
+                await anyio.lowlevel.checkpoint()
+            steps.append(f"answered {n}")
+
+    async with anyio.create_task_group() as tg:
+        for n, late in enumerate((0.3, 0.0, 0.0)):
+            tg.start_soon(one, n, late)
+    gaps = [b - a for a, b in itertools.pairwise(sends)]
+    assert gaps == pytest.approx([0.25, 0.25]), gaps  # from each send: 100.3, 100.55, 100.8
+    assert steps.index("granted 1") < steps.index("answered 0"), steps
+
+
+@pytest.mark.anyio
+async def test_a_request_that_fails_before_it_is_sent_gives_the_turn_on() -> None:
+    limiter = RateLimiter(4.0, clock=lambda: 0.0, sleep=lambda seconds: anyio.lowlevel.checkpoint())
+    with pytest.raises(RuntimeError):
+        async with limiter.slot():
+            raise RuntimeError("connection refused")
+    with anyio.fail_after(1):
+        async with limiter.slot() as sent:
+            sent()
 
 
 # --- the cycle's event log lines --------------------------------------------------------

@@ -450,11 +450,11 @@ class DtsClient:
             raise failed(
                 self.stats.requests, region, "RequestNotSendable", type(exc).__name__
             ) from None
-        # Paced last, right before the request goes out: what DTS counts is arrivals.
-        await self._limiters[region].acquire()
-        response, content = await exchange(
-            self._http[region], request, region, self.stats.requests, self.settings
-        )
+        # Paced last, as the request goes out: what DTS counts is arrivals.
+        async with self._limiters[region].slot() as sent:
+            response, content = await exchange(
+                self._http[region], request, region, self.stats.requests, self.settings, sent
+            )
         return answer(region, response, content, self.stats.requests, known)
 
     def _signed(

@@ -10,6 +10,7 @@ the request's own headers, and an upstream message only bounded (`upstream.clean
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -70,16 +71,21 @@ async def exchange(
     region: str,
     counts: Counter[tuple[str, str]],
     settings: DtsSettings,
+    on_sent: Callable[[], None] | None = None,
 ) -> tuple[httpx.Response, bytes]:
     """Send `request` and read its answer whole: within `settings.timeout` for all of it
     (a server dripping its answer a byte at a time is cut off like one that never
-    answers), and at most `settings.max_response_bytes` once decompressed."""
+    answers), and at most `settings.max_response_bytes` once decompressed. `on_sent` is
+    called once the request is on the wire (its pacing counts from then)."""
     failure: DtsError | None = None
     timeout = settings.timeout
+    extensions = {"trace": _tracer(on_sent)} if on_sent is not None else None
     try:
         with anyio.fail_after(timeout):
             headers = {**request.headers, "Accept-Encoding": ACCEPT_ENCODING}
-            async with http.stream(request.method, request.url, headers=headers) as response:
+            async with http.stream(
+                request.method, request.url, headers=headers, extensions=extensions
+            ) as response:
                 content = await read_body(response, settings.max_response_bytes)
     except (TimeoutError, httpx.TimeoutException):
         failure = failed(counts, region, "Timeout", f"no complete answer within {timeout:g}s")
@@ -96,6 +102,17 @@ async def exchange(
         # a transport exception's text (which may quote a header: a security token).
         raise failure
     return response, content
+
+
+def _tracer(on_sent: Callable[[], None]) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """httpcore's trace hook: `on_sent` once the request's headers (all of a GET) are
+    written to the connection."""
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        if name.endswith("send_request_headers.complete"):
+            on_sent()
+
+    return trace
 
 
 def decode(

@@ -273,6 +273,7 @@ async def steady(cfg: dict[str, Any]) -> dict[str, Any]:
     _configure_logs(cfg)
     out: dict[str, Any] = {"cycles": [], "moving_cycles": [], "rss": {}}
     warm = cfg.get("warm", 1)
+    out["sent"] = _record_sends()
     async with open_watcher(settings_for(cfg)) as watcher:
         gc.collect()
         out["rss"]["start_kib"] = rss_kib()
@@ -293,6 +294,29 @@ async def steady(cfg: dict[str, Any]) -> dict[str, Any]:
         out["tracked"] = len(watcher.baseline or ())
     out["rss"]["peak_kib"] = peak_rss_kib()
     return out
+
+
+def _record_sends() -> dict[str, list[float]]:
+    """The watcher's own record of when each request went out, per region: the moment
+    its headers were written (what the pacing counts from), beside the simulator's
+    record of arrivals (measure 6b), which a busy 2-core machine can bunch."""
+    import watcher.dts.client
+
+    sent: dict[str, list[float]] = {}
+    exchange = watcher.dts.client.exchange
+
+    async def recording(
+        http: Any, request: Any, region: str, counts: Any, settings: Any, on_sent: Any = None
+    ) -> Any:
+        def noted() -> None:
+            sent.setdefault(region, []).append(time.monotonic())
+            if on_sent is not None:
+                on_sent()
+
+        return await exchange(http, request, region, counts, settings, noted)
+
+    watcher.dts.client.exchange = recording  # type: ignore[assignment]
+    return sent
 
 
 # -- floor ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LEGACY_ROWS = (
-    *("1", "1b", "2a", "2b", "3", "4a", "4b", "5a", "5b", "6a", "6b", "7", "7b"),
+    *("1", "1b", "2a", "2b", "3", "4a", "4b", "5a", "5b", "6a", "6b", "6c", "7", "7b"),
     *("8a", "8b", "8c", "8d", "9a", "9b", "9c", "9d"),
 )
 # the same with DescribeDtsJobs (detection alone, 2, does not depend on the listing; the

@@ -697,11 +697,13 @@ def _change(job: dict[str, Any], i: int) -> bool:
 def _snapshots(
     template: list[dict[str, Any]], n: int, regions: list[str]
 ) -> tuple[Any, Any, dict[str, Any], dict[str, Any], int]:
-    """Two n-job snapshots, 1% of the jobs changed, sharing no object (each decoded from
-    JSON on its own, as two fetches without the raw-record cache would be); and their
-    dict forms for DeepDiff."""
+    """Two n-job snapshots, 1% of the jobs changed, each decoded from JSON on its own, as
+    two fetches without the raw-record cache would be: no job is the other's object, and
+    what the parser shares among jobs (`watcher.sharing`: precheck, stages, tags, ...) is
+    shared as every parse shares it; and their dict forms for DeepDiff."""
     import orjson
 
+    from watcher.sharing import shared
     from watcher.snapshot import JobState, RegionOutcome, Snapshot
 
     previous: list[Any] = []
@@ -721,8 +723,8 @@ def _snapshots(
         for offset, job in enumerate(new):
             if (start + offset) % 100 == 0 and _change(job, (start + offset) // 100):
                 changed += 1
-        previous.extend(JobState.from_dict(d) for d in old)
-        current.extend(JobState.from_dict(d) for d in new)
+        previous.extend(shared(JobState.from_dict(d)) for d in old)
+        current.extend(shared(JobState.from_dict(d)) for d in new)
         if n == len(template):
             before.update((f"{d['region']}/{d['job_id']}/{d['direction']}", d) for d in old)
             after.update((f"{d['region']}/{d['job_id']}/{d['direction']}", d) for d in new)
@@ -751,7 +753,9 @@ async def detect_bench(cfg: dict[str, Any]) -> dict[str, Any]:
         times = []
         events = 0
         for _ in range(cfg["runs"]):
-            gc.collect()
+            # The heap as the service holds it when a cycle starts: what survived the
+            # last cycle collected and frozen (`Heap.settle`, `poll.gc_freeze`).
+            _HEAP.settle()
             began = time.perf_counter()
             result = detect(base.baseline, current, base.memory, rules, now)
             times.append(time.perf_counter() - began)
@@ -764,13 +768,14 @@ async def detect_bench(cfg: dict[str, Any]) -> dict[str, Any]:
 
             deep = []
             for _ in range(cfg["deepdiff_runs"]):
-                gc.collect()
+                _HEAP.settle()  # the same heap for the baseline
                 began = time.perf_counter()
                 diff = DeepDiff(before, after)
                 deep.append(time.perf_counter() - began)
             out["deepdiff"] = deep
             out["deepdiff_changes"] = len(diff.get("values_changed", {}))
         del previous, current, before, after, base
+        gc.unfreeze()
     return out
 
 

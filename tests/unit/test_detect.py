@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.chains import chain
 from watcher import kinds
 from watcher.detect import Detection, JobMemory, Memory, PageByPage, Rules, detect
 from watcher.events import SEVERITIES, Event
@@ -1389,14 +1390,7 @@ rule_sets = st.builds(
 
 
 def _chain(steps: list[Snapshot], rules: Rules) -> list[Detection]:
-    previous: Snapshot | None = None
-    memory = Memory()
-    out = []
-    for index, current in enumerate(steps):
-        detection = detect(previous, current, memory, rules, T0 + index * POLL)
-        out.append(detection)
-        previous, memory = detection.baseline, detection.memory
-    return out
+    return chain(steps, rules, T0, POLL)
 
 
 @settings(max_examples=100, deadline=None)

@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import watcher.rules
+from tests.support.chains import chain as detect_chain
 from watcher.detect import Detection, Memory, PageByPage, Rules, detect
 from watcher.live import same_but_live
 from watcher.snapshot import (
@@ -110,14 +111,7 @@ def full_judgements() -> Iterator[None]:
 
 
 def chain(steps: list[Snapshot], rules: Rules = SHORT) -> list[Detection]:
-    previous: Snapshot | None = None
-    memory = Memory()
-    out = []
-    for index, current in enumerate(steps):
-        detection = detect(previous, current, memory, rules, T0 + index * POLL)
-        out.append(detection)
-        previous, memory = detection.baseline, detection.memory
-    return out
+    return detect_chain(steps, rules, T0, POLL)
 
 
 def said(detections: list[Detection]) -> list[list[tuple[Any, ...]]]:

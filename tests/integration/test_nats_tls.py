@@ -16,7 +16,8 @@ import pytest
 from dts_sim import Simulator
 from dts_sim.natsserver import NatsServer
 from tests.support.cli import cli_env, json_lines, run_cli, watcher_env
-from tests.support.fakenats import FakeNats, tls_files
+from tests.support.fakenats import FakeNats
+from tests.support.hostile import self_signed
 from tests.support.watcher import make_settings
 from watcher.errors import PublishError
 from watcher.events import watcher_event
@@ -40,7 +41,7 @@ def one_event() -> Any:
 @pytest.fixture
 def certs(tmp_path: Path) -> tuple[Path, Path]:
     pytest.importorskip("cryptography.x509")
-    return tls_files(tmp_path)
+    return self_signed(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 
 from dts_sim import Simulator
 from dts_sim.natsserver import NatsServer, free_port
-from tests.support.fakenats import tls_files as make_tls_files
+from tests.support.hostile import self_signed
 from tests.support.watcher import make_settings
 from watcher.probe import Verdict, probe
 from watcher.settings import Settings
@@ -201,7 +201,7 @@ async def test_an_existing_stream_is_checked(
 @pytest.fixture
 def tls_files(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     pytest.importorskip("cryptography.x509")
-    yield make_tls_files(tmp_path)
+    yield self_signed(tmp_path)
 
 
 @pytest.mark.wall_clock  # OpenSSL checks the certificate against the real clock

@@ -1,4 +1,4 @@
-"""Hostile NATS peers on loopback, and TLS files for real ones.
+"""Hostile NATS peers on loopback.
 
 `FakeNats` speaks just enough of the NATS protocol to be believed: it sends an INFO line
 of its choosing (by default one that does *not* say `tls_required`, as a server in the
@@ -7,18 +7,14 @@ sends, so a test can tell whether a password or a token went out in the clear. I
 in a thread of its own, so synchronous tests, async tests and CLI subprocesses can all
 talk to it.
 
-`tls_files(folder)` makes a self-signed certificate for 127.0.0.1 (a CA of its own) and
-its key, for a real nats-server with TLS.
+TLS files for a real nats-server: `tests.support.hostile.self_signed`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import socket
 import threading
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -112,40 +108,3 @@ class FakeNats:
                         conn.sendall(b"PONG\r\n")
                     except OSError:
                         return
-
-
-def tls_files(folder: Path) -> tuple[Path, Path]:
-    """(certificate, key) for 127.0.0.1, self-signed (it is its own CA), valid today."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dts-watcher test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file

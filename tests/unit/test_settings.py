@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ssl
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.support.hostile import self_signed
 from watcher.publish import connect_options
 from watcher.settings import ConfigError, NatsSettings, load_settings, redact_url
 
@@ -130,7 +130,7 @@ def test_redact_url_leaves_plain_urls_alone() -> None:
 
 
 def test_connect_options_cover_every_auth_method(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     settings = NatsSettings(
         url="nats://a:4222, nats://b:4222",
         user="u",
@@ -149,37 +149,3 @@ def test_connect_options_cover_every_auth_method(tmp_path: Path) -> None:
     assert options["user_credentials"] == str(tmp_path / "user.creds")
     assert isinstance(options["tls"], ssl.SSLContext)
     assert options["max_reconnect_attempts"] == -1
-
-
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    """A throwaway certificate and key (cryptography comes with the dev extra)."""
-    pytest.importorskip("cryptography")
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(private, hashes.SHA256())
-    )
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert, key

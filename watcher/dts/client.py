@@ -21,7 +21,8 @@ A *shard* is one account's region, read with its account's credentials and listi
 (`watcher.dts.apis`), named here by its label (the region itself for the default account:
 `region` below); it is counted, paced and failed alone: one never blinds another.
 
-I/O goes through an injectable httpx transport, and time through injectable `sleep`,
+I/O goes through httpx with the client's own lean HTTP/1.1 transport, one per shard
+(`watcher.dts.connections`), or an injected one, and time through injectable `sleep`,
 `now` and `random` functions, so every path is testable without a network or real waits.
 """
 
@@ -41,6 +42,7 @@ import httpx
 
 from watcher.dts import signing
 from watcher.dts.apis import Listing, ShardSource, listing_api
+from watcher.dts.connections import Http11Transport
 from watcher.dts.credentials import Credentials, CredentialsError, CredentialsProvider
 from watcher.dts.dtsjobs import ApiRefusal
 from watcher.dts.exchange import DtsError as DtsError  # where it has always been imported from
@@ -50,7 +52,7 @@ from watcher.dts.pacing import PACE, RateLimiter
 from watcher.dts.page_cache import Answer, Page, PageCache, answer
 from watcher.dts.paging import ListingDrift, assemble, check_page, first_page
 from watcher.dts.record_cache import CachedJobs, JobCache
-from watcher.dts.tls import tls_verify
+from watcher.dts.tls import tls_context
 from watcher.logs import get_logger
 from watcher.settings import DtsSettings
 from watcher.settings.common import is_loopback
@@ -118,21 +120,16 @@ class DtsClient:
         self._limiters = {label: RateLimiter(pace, clock, sleep) for label in self._shards}
         # The page size each shard's API accepted (an index into its `page_sizes`).
         self._size_index: dict[str, int] = {}
-        # A pool per shard: httpcore checks every connection of a pool for each request
-        # (one of 16 cost twice the CPU of four of 4; docs/performance.md). One TLS context.
-        limits = httpx.Limits(
-            max_connections=settings.max_concurrent_pages,
-            max_keepalive_connections=settings.max_concurrent_pages,
-        )
-        verify = tls_verify(settings.tls_ca_file)
-        context = httpx.create_ssl_context(verify, trust_env=False) if verify is True else verify
+        # A transport per shard, each with its own connections (`connections`): what httpx
+        # would bring (httpcore's pool) cost most of a steady cycle's CPU beyond the floor.
+        # One TLS context. An injected `transport` (tests) serves every shard.
+        context = tls_context(settings.tls_ca_file)
         self._http = {
             label: httpx.AsyncClient(
-                transport=transport,
+                transport=transport
+                or Http11Transport(context, max_connections=settings.max_concurrent_pages),
                 timeout=settings.timeout,
-                limits=limits,
                 trust_env=False,
-                verify=context,
             )
             for label in self._shards
         }

@@ -12,9 +12,19 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
+import httpx
+
 
 def tls_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
     """What to give httpx's `verify=`: True (the default bundle) or a context."""
     if ca_file is None:
         return True
     return ssl.create_default_context(cafile=str(ca_file))
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The same trust as an `SSLContext` (for the DTS client's own transport)."""
+    verify = tls_verify(ca_file)
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    return httpx.create_ssl_context(verify, trust_env=False)

@@ -49,6 +49,12 @@ __all__ = [
 JOB_TYPES = ("sync", "migration", "subscribe")
 
 
+def _plain_json(text: str) -> bool:
+    """Whether `json.dumps` writes `text` as itself between quotes: printable ASCII
+    without a quote or a backslash."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
 class JobKey(NamedTuple):
     """What identifies a job: its account, region, id and direction (a two-way
     synchronization is two jobs sharing an id)."""
@@ -65,8 +71,12 @@ class JobKey(NamedTuple):
 
     def encode(self) -> str:
         """A text that `decode` turns back into this key, whatever the parts hold (the
-        store's row key, the seed of event ids)."""
-        return json.dumps([self.account, self.region, self.job_id, self.direction])
+        store's row key, the seed of event ids): `json.dumps` of the four parts, written
+        out directly when none needs escaping (a storm encodes 10,000 keys)."""
+        account, region, job_id, direction = self.account, self.region, self.job_id, self.direction
+        if _plain_json(account + region + job_id + direction):
+            return f'["{account}", "{region}", "{job_id}", "{direction}"]'
+        return json.dumps([account, region, job_id, direction])
 
     @classmethod
     def decode(cls, text: str) -> JobKey:

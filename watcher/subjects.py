@@ -31,7 +31,8 @@ from typing import Final
 from watcher.kinds import JOB_KINDS, WATCHER_KINDS
 
 ESCAPE: Final = "%"
-_SAFE: Final = frozenset(string.ascii_letters + string.digits + "-_")
+_SAFE_TEXT: Final = string.ascii_letters + string.digits + "-_"
+_SAFE: Final = frozenset(_SAFE_TEXT)
 MAX_ESCAPED: Final = 64  # longer escaped forms are shortened
 _HEAD, _DIGEST = 32, 32
 
@@ -49,8 +50,8 @@ __all__ = [
 
 def subject_token(value: str) -> str:
     """`value` as one NATS subject token (see the module's docstring for the rule)."""
-    if len(value) <= MAX_ESCAPED and value.isascii() and value.isalnum():
-        return value  # a DTS id, quickly: a storm has 10,000 of them
+    if value and len(value) <= MAX_ESCAPED and value.isascii() and not value.strip(_SAFE_TEXT):
+        return value  # only safe characters (a DTS id, a region), quickly: a storm has 10,000
     escaped = "".join(
         c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
         for c in value

@@ -7,6 +7,7 @@ These are the public contract of DESIGN.md: consumers subscribe by subject, dedu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
@@ -114,6 +115,9 @@ UNSAFE_IDS = [
     ("订单ä", "%E8%AE%A2%E5%8D%95%C3%A4"),
     ("a_b", "a_b"),
     ("100%", "100%25"),
+    ("cn-hangzhou", "cn-hangzhou"),
+    ("a" * 64, "a" * 64),
+    ("a" * 65, "a" * 32 + "%%" + hashlib.sha256(b"a" * 65).hexdigest()[:32]),
 ]
 
 

@@ -62,6 +62,9 @@ def loose_str(value: Any) -> str | None:
 
 def loose_float(value: Any) -> float | None:
     """A finite float, or None: NaN, infinities and numbers too big for a float included."""
+    if type(value) is str and value.isascii() and value.isdigit():
+        number = float(value)  # most of DTS's numbers: digits in a string ("12")
+        return number if math.isfinite(number) else None
     if value is None or isinstance(value, bool):
         return None
     try:

@@ -14,10 +14,16 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from dts_sim.natsserver import free_port
+from tests.support.hostile import Dts, HostileServer, job_record
+from watcher import __version__
+from watcher.dts.client import DtsClient
 from watcher.dts.connections import Http11Transport
+from watcher.dts.credentials import Credentials, StaticProvider
 from watcher.dts.upstream import transport_reason
+from watcher.settings import DtsSettings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -236,3 +242,22 @@ async def test_a_closed_transport_opens_nothing() -> None:
         with pytest.raises(httpx.ConnectError):
             await client.get("http://127.0.0.1:1/")
     assert transport.opened == 0
+
+
+async def test_the_dts_client_says_who_it_is() -> None:
+    # Through the whole client (no httpx client in between): DTS sees the watcher's name
+    # and version, the host, the signature and the encodings it may answer in.
+    dts = Dts({"cn-hangzhou": [job_record(f"j{n:02}") for n in range(90)]})
+    provider = StaticProvider(Credentials("ua-key", SecretStr("ua-secret"), None))
+    with HostileServer(dts) as server:
+        settings = DtsSettings(regions=["cn-hangzhou"], endpoint=server.url)
+        async with DtsClient(settings, provider) as client:
+            snapshot = await client.fetch()
+        seen, host = list(server.seen), server.url.split("://", 1)[1]
+    assert snapshot.complete and len(snapshot) == 90
+    assert len(seen) == 3
+    for request in seen:
+        assert request.headers["user-agent"] == f"dts-watcher/{__version__}"
+        assert request.headers["accept-encoding"] == "gzip, deflate"
+        assert request.headers["host"] == host
+        assert request.headers["authorization"].startswith("ACS3-HMAC-SHA256 ")

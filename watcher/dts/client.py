@@ -120,17 +120,14 @@ class DtsClient:
         self._limiters = {label: RateLimiter(pace, clock, sleep) for label in self._shards}
         # The page size each shard's API accepted (an index into its `page_sizes`).
         self._size_index: dict[str, int] = {}
-        # A transport per shard, each with its own connections (`connections`): what httpx
-        # would bring (httpcore's pool) cost most of a steady cycle's CPU beyond the floor.
-        # One TLS context. An injected `transport` (tests) serves every shard.
+        # A transport per shard, each with its own connections (`connections`), used
+        # without an httpx client around it (`exchange`): httpcore's pool and the client's
+        # layers (cookies, redirects, auth) cost most of a steady cycle's CPU beyond the
+        # floor. One TLS context. An injected `transport` (tests) serves every shard.
         context = tls_context(settings.tls_ca_file)
-        self._http = {
-            label: httpx.AsyncClient(
-                transport=transport
-                or Http11Transport(context, max_connections=settings.max_concurrent_pages),
-                timeout=settings.timeout,
-                trust_env=False,
-            )
+        self._http: dict[str, httpx.AsyncBaseTransport] = {
+            label: transport
+            or Http11Transport(context, max_connections=settings.max_concurrent_pages)
             for label in self._shards
         }
         plain = settings.endpoint and settings.endpoint.startswith("http://")

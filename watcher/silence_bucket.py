@@ -27,6 +27,7 @@ import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 
 from watcher import natsconn
+from watcher.cluster.bucket import Bucket
 from watcher.errors import PublishError, why
 from watcher.logs import get_logger
 from watcher.settings import NatsSettings
@@ -82,18 +83,23 @@ async def _bucket(js: Any, settings: NatsSettings, *, create: bool) -> Any | Non
     return kv
 
 
-async def read_all(kv: Any) -> tuple[dict[str, Silence], int]:
-    """Every silence in the bucket (by id), and how many entries were not silences."""
+async def read_all(js: Any, bucket: str, within: float = 10.0) -> tuple[dict[str, Silence], int]:
+    """Every silence in the bucket (by id), and how many entries were not silences.
+
+    A snapshot counted from the consumer's own numbers (`Bucket.read_all`), not ended by
+    nats-py's end-of-history marker: that marker can come before the very entries it
+    ends, when they all reached the client before the watch was set up (seen once under
+    load: a `silence list` without a silence just written)."""
     found: dict[str, Silence] = {}
     bad = 0
-    watcher = await kv.watchall()
-    try:
-        async for entry in watcher:
-            if entry is None:  # the end of what the bucket held
-                break
-            bad += _apply(found, entry)
-    finally:
-        await _stop(watcher)
+    for entry in await Bucket(js, None, bucket, 0.0).read_all(within):
+        if entry.tombstone or not entry.value:
+            continue
+        try:
+            found[entry.key] = Silence.from_json(entry.value)
+        except ValueError as exc:
+            log.warning("silences.bad_entry", key=entry.key, error=str(exc))
+            bad += 1
     return found, bad
 
 
@@ -122,8 +128,10 @@ def _apply(found: dict[str, Silence], entry: Any) -> int:
 class SilenceBucket:
     """The silences, as operators change them (`dts-watcher silence add|list|expire`)."""
 
-    def __init__(self, kv: Any | None) -> None:
+    def __init__(self, kv: Any | None, js: Any = None, name: str = "") -> None:
         self._kv = kv
+        self._js = js
+        self._name = name
 
     @classmethod
     @asynccontextmanager
@@ -137,7 +145,7 @@ class SilenceBucket:
                 raise PublishError(
                     f"cannot open the silence bucket {settings.silence_bucket}: {why(exc)}"
                 ) from None
-            yield cls(kv)
+            yield cls(kv, nc.jetstream(), settings.silence_bucket)
         finally:
             await nc.close()
 
@@ -148,7 +156,7 @@ class SilenceBucket:
     async def all(self) -> list[Silence]:
         if self._kv is None:
             return []
-        found, _ = await read_all(self._kv)
+        found, _ = await read_all(self._js, self._name)
         return sorted(found.values(), key=lambda s: (s.start, s.id))
 
     async def expire(self, silence_id: str, now: datetime) -> Silence:
@@ -204,8 +212,9 @@ class SilenceFollower:
             with anyio.fail_after(within):
                 nc = await _connect(self.settings, attempts=1)
                 try:
-                    kv = await _bucket(nc.jetstream(), self.settings, create=True)
-                    found, self.bad_entries = await read_all(kv)
+                    js = nc.jetstream()
+                    await _bucket(js, self.settings, create=True)
+                    found, self.bad_entries = await read_all(js, self.settings.silence_bucket)
                 finally:
                     await nc.close()
         except Exception as exc:

@@ -250,10 +250,14 @@ class SilenceFollower:
             reconnected_cb=reconnected,
         )
         try:
-            kv = await _bucket(nc.jetstream(), self.settings, create=True)
+            js = nc.jetstream()
+            kv = await _bucket(js, self.settings, create=True)
             assert kv is not None
+            # What the bucket holds now, counted (`read_all`); the watch then replays and
+            # follows it. Should nats-py's end-of-history marker come early (see
+            # `read_all`), the set published is this snapshot, never an empty one.
+            found, _ = await read_all(js, self.settings.silence_bucket)
             watcher = await kv.watchall()
-            found: dict[str, Silence] = {}
             caught_up = False
             try:
                 async for entry in watcher:

@@ -878,6 +878,9 @@ def scale(cfg: Config, nats_url: str) -> list[Row]:
         for r in runs
         for c in (*r["steady"]["cycles"], *r["steady"]["moving_cycles"])
     )
+    loud = _loud_cycles(
+        c for r in runs for c in (*r["steady"]["cycles"], *r["steady"]["moving_cycles"])
+    )
     where = f"{cfg.scale_jobs:,} jobs over {shards} shards"
     rows = [
         Row(
@@ -906,7 +909,7 @@ def scale(cfg: Config, nats_url: str) -> list[Row]:
                 f"{stats.median(ratios):.2f}x",
                 "(reported)",
                 None if quiet else False,
-                "" if quiet else "a measured cycle was incomplete or produced events",
+                "" if quiet else f"a measured cycle was incomplete or produced events: {loud}",
                 {"watcher_cpu": cpu[part], "sync_floor_cpu": sync, "ratios": ratios},
             )
         )
@@ -1028,6 +1031,17 @@ def table(rows: list[Row]) -> str:
     if notes:
         out += ["", "notes:", *notes]
     return "\n".join(out)
+
+
+def _loud_cycles(cycles: Any) -> str:
+    """What made measured cycles incomplete or eventful: the first few reasons and kinds."""
+    said: list[str] = []
+    for c in cycles:
+        if not c["complete"]:
+            said += [f"incomplete ({reason})" for reason in c.get("reasons") or ["no reason"]]
+        if c["events"]:
+            said.append(f"{c['events']} events ({', '.join(c.get('kinds') or [])})")
+    return "; ".join(dict.fromkeys(said)) or "none"
 
 
 def machine() -> str:

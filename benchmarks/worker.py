@@ -259,6 +259,9 @@ async def _measured_cycles(
                     "events": len(result.events),
                     "complete": result.complete,
                     "jobs": len(result.snapshot),
+                    # Why a cycle was not quiet, for the report (a few of each).
+                    "reasons": [f"{k}: {v}"[:200] for k, v in result.reasons.items()][:3],
+                    "kinds": sorted({e.kind for e in result.events})[:5],
                 }
             )
     return out

@@ -6,6 +6,7 @@ wire) run through this transport too."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class Script:
     close_after: Callable[[int], bool] = lambda n: False
     hold: anyio.Event | None = None  # answers wait for it
     requests: list[bytes] = field(default_factory=list)
+    on: list[int] = field(default_factory=list)  # the connection (1, 2...) of each request
     connections: int = 0
     open_now: int = 0
     most_open: int = 0
@@ -46,6 +48,7 @@ class Script:
 
 async def _serve_one(stream: anyio.abc.SocketStream, script: Script) -> None:
     script.connections += 1
+    number = script.connections
     script.open_now += 1
     script.most_open = max(script.most_open, script.open_now)
     buffer = b""
@@ -60,6 +63,7 @@ async def _serve_one(stream: anyio.abc.SocketStream, script: Script) -> None:
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
                 n = len(script.requests)
                 script.requests.append(head)
+                script.on.append(number)
                 if script.hold is not None:
                     await script.hold.wait()
                 answer = script.answer(n)
@@ -111,6 +115,25 @@ async def test_one_connection_serves_request_after_request() -> None:
     assert [head.split(b" ")[1] for head in script.requests] == [
         f"/page/{n}".encode() for n in range(5)
     ]
+
+
+async def test_requests_go_round_the_kept_connections() -> None:
+    # Two connections opened by two requests at once; then one request at a time takes the
+    # one idle the longest: they alternate instead of one doing all the work.
+    script = Script(hold=anyio.Event())
+    transport = Http11Transport()
+    async with serving(script) as url, httpx.AsyncClient(transport=transport) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(get, client, url)
+            tg.start_soon(get, client, url)
+            await anyio.wait_all_tasks_blocked()
+            script.hold.set()
+        for _ in range(4):
+            await get(client, url)
+    assert transport.opened == 2
+    later = script.on[2:]
+    assert sorted(set(later)) == [1, 2]
+    assert all(a != b for a, b in itertools.pairwise(later))
 
 
 async def test_a_connection_the_server_closed_while_idle_is_replaced_unnoticed() -> None:

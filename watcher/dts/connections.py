@@ -5,7 +5,7 @@ httpx's own transport (httpcore) pays, for each of them, for a general connectio
 a check of every pooled connection (a system call asking whether the server closed it),
 several layers of streams and context managers, its event hooks. Measured, that was
 most of what a steady cycle cost beyond the synchronous floor (benchmarks, measure 1:
-the HTTP client and event loop 733 ms a cycle with httpcore, 405 ms with this;
+the HTTP client and event loop 733 ms a cycle with httpcore, 346 ms with this;
 docs/performance.md). This transport does what the DTS client needs, and no more:
 
 - HTTP/1.1, plain or over TLS (the client's `SSLContext`, the host name checked); the

@@ -85,7 +85,7 @@ async def exchange(
     authentication, and each cost CPU on every one of a cycle's hundreds of requests."""
     failure: DtsError | None = None
     timeout = settings.timeout
-    extensions: dict[str, Any] = {"timeout": {"connect": timeout, "read": timeout}}
+    extensions: dict[str, Any] = {"timeout": {"connect": timeout}}
     if on_sent is not None:
         extensions["trace"] = _tracer(on_sent)
     try:

@@ -128,7 +128,7 @@ def _apply(found: dict[str, Silence], entry: Any) -> int:
 class SilenceBucket:
     """The silences, as operators change them (`dts-watcher silence add|list|expire`)."""
 
-    def __init__(self, kv: Any | None, js: Any = None, name: str = "") -> None:
+    def __init__(self, kv: Any | None, js: Any, name: str) -> None:
         self._kv = kv
         self._js = js
         self._name = name

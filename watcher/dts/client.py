@@ -21,7 +21,7 @@ A *shard* is one account's region, read with its account's credentials and listi
 (`watcher.dts.apis`), named here by its label (the region itself for the default account:
 `region` below); it is counted, paced and failed alone: one never blinds another.
 
-I/O goes through httpx with the client's own lean HTTP/1.1 transport, one per shard
+I/O goes through an httpx transport: the client's own HTTP/1.1 one, one per shard
 (`watcher.dts.connections`), or an injected one, and time through injectable `sleep`,
 `now` and `random` functions, so every path is testable without a network or real waits.
 """

@@ -24,7 +24,7 @@ docs/performance.md). This transport does what the DTS client needs, and no more
   own retries decide, with a new signature);
 - at most `max_connections` connections at once per origin; a request beyond waits;
 - failures as httpx's exceptions (`ConnectError`, `ConnectTimeout`, `ReadError`,
-  `WriteError`, `RemoteProtocolError`, `LocalProtocolError`), the original as their
+  `RemoteProtocolError`, `LocalProtocolError`), the original as their
   cause: `upstream.transport_reason` reads the chain (DNS, refused, TLS) and never the
   texts, which may quote a header;
 - the `trace` extension, as httpcore calls it, for `http11.send_request_headers.complete`
@@ -67,12 +67,12 @@ class _Connection:
         self.received = 0  # bytes of the current answer so far
 
     async def send(self, data: bytes) -> None:
+        """Write a request: nothing of its answer has come yet, so a connection that
+        breaks here is one the server had closed (`_Stale`)."""
         try:
             await self.stream.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            if self.received == 0:
-                raise _Stale from exc
-            raise httpx.WriteError("the connection broke while sending") from exc
+            raise _Stale from exc
 
     async def next_event(self) -> Any:
         """The next h11 event of the answer, reading from the socket as needed."""

@@ -117,8 +117,8 @@ async def exchange(
 
 
 def _tracer(on_sent: Callable[[], None]) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
-    """httpcore's trace hook: `on_sent` once the request's headers (all of a GET) are
-    written to the connection."""
+    """The `trace` extension (httpcore's names, which `connections` calls): `on_sent`
+    once the request's headers (all of a GET) are written to the connection."""
 
     async def trace(name: str, info: dict[str, Any]) -> None:
         if name.endswith("send_request_headers.complete"):
